@@ -1,0 +1,93 @@
+"""Configuration objects of the emulator: what to serve and which faults to inject."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field, fields
+from datetime import datetime
+from typing import Any, Callable, Optional
+
+from .ratelimit import RateLimits
+
+MALFORMED_KINDS = ("missing_statistic", "short_date_times", "not_json", "wrong_type")
+
+
+@dataclass(frozen=True)
+class Faults:
+    """Injected failures. Rates are shares in [0, 1] drawn from `random.Random(seed)`.
+
+    - fail_rate: share of valid report calls answered 503 (MetricServiceRetryableError).
+    - drop_rate: share of API requests whose socket is closed without any response.
+    - slow_seconds: real delay before answering an API request.
+    - daily_exhausted: every report call gets 429 with Retry-After = seconds to the daily reset.
+    - echo_request_in_errors: error bodies echo the request headers, Authorization included.
+    - malformed: corrupt successful report responses ("missing_statistic": the first requested
+      statistic is absent from every result; "short_date_times": series date_times lose their last
+      entry; "not_json": an HTML body; "wrong_type": every statistic value is the string "n/a").
+    """
+
+    fail_rate: float = 0.0
+    drop_rate: float = 0.0
+    slow_seconds: float = 0.0
+    daily_exhausted: bool = False
+    echo_request_in_errors: bool = False
+    malformed: Optional[str] = None
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("fail_rate", "drop_rate"):
+            value = getattr(self, name)
+            if not 0.0 <= value <= 1.0:
+                raise ValueError(f"{name} must be within [0, 1], got {value!r}")
+        if self.slow_seconds < 0:
+            raise ValueError("slow_seconds must not be negative")
+        if self.malformed is not None and self.malformed not in MALFORMED_KINDS:
+            raise ValueError(f"malformed must be one of {MALFORMED_KINDS} or None")
+
+    @classmethod
+    def from_json(cls, body: Any) -> Faults:
+        """Build from an admin JSON object; unknown keys raise ValueError."""
+        return cls(**_known_fields(cls, body))
+
+
+def _known_fields(cls: type, body: Any) -> dict[str, Any]:
+    """`body` as constructor kwargs of dataclass `cls`, rejecting anything else."""
+    if not isinstance(body, dict):
+        raise ValueError("expected a JSON object")
+    names = {f.name for f in fields(cls)}
+    unknown = sorted(set(body) - names)
+    if unknown:
+        raise ValueError(f"unknown field(s): {', '.join(unknown)}")
+    return dict(body)
+
+
+def limits_from_json(body: Any) -> Optional[RateLimits]:
+    """Admin JSON to limits: null = no limits; {"time_scale": s} = RateLimits.klaviyo(s)."""
+    if body is None:
+        return None
+    if isinstance(body, dict) and set(body) == {"time_scale"}:
+        return RateLimits.klaviyo(float(body["time_scale"]))
+    return RateLimits(**_known_fields(RateLimits, body))
+
+
+@dataclass
+class EmulatorConfig:
+    """What the emulator serves.
+
+    `now` is the naive company-local wall time the data ends at (None = the real clock). `clock` is the
+    monotonic clock used for rate-limit windows and CallRecord.at (inject a fake to avoid sleeping).
+    `port` 0 picks a free port.
+    """
+
+    segments: int = 25
+    timezone: str = "America/New_York"
+    api_key: str = "pk_emulator_key"
+    no_scope_api_key: str = "pk_emulator_noscope"
+    now: Optional[datetime] = None
+    limits: Optional[RateLimits] = None
+    faults: Faults = field(default_factory=Faults)
+    seed: int = 7
+    page_size: int = 10
+    port: int = 0
+    host: str = "127.0.0.1"
+    clock: Callable[[], float] = time.monotonic

@@ -1,0 +1,34 @@
+from setuptools import find_packages, setup
+
+VERSION = "0.1.0"
+
+setup(
+    name="source-klaviyo-segments",
+    version=VERSION,
+    description="Airbyte source for Klaviyo segment growth reports (segment values and series).",
+    long_description=open("README.md", encoding="utf-8").read() if __import__("os").path.exists("README.md") else "",
+    long_description_content_type="text/markdown",
+    license="MIT",
+    python_requires=">=3.10,<3.14",
+    packages=find_packages(include=["source_klaviyo_segments", "source_klaviyo_segments.*"]),
+    package_data={"source_klaviyo_segments": ["manifest.yaml", "schemas/*.json"]},
+    install_requires=[
+        "airbyte-cdk>=7.28.3,<8",
+        "requests>=2.31",
+        "jsonschema>=4.17",
+        "pendulum>=3",
+    ],
+    extras_require={
+        "tests": [
+            "pytest>=8",
+            "requests-mock>=1.12",
+            "hypothesis>=6.100",
+            "klaviyo-api==25.0.0",
+            "ruff>=0.6",
+            "mypy>=1.10",
+            "types-requests",
+            "types-PyYAML",
+        ],
+    },
+    entry_points={"console_scripts": ["source-klaviyo-segments=source_klaviyo_segments.run:run"]},
+)

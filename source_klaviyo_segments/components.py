@@ -1,0 +1,242 @@
+"""The few pieces ``manifest.yaml`` cannot say on its own.
+
+- ``SegmentBatchRetriever``: one partition (a series window, a values timeframe) is read for every
+  batch of up to 100 segments, so a window's state is saved only once all its batches are in.
+- ``SeriesRowExtractor`` / ``ValuesRowExtractor``: a report response becomes one row per segment
+  per bucket (or per timeframe); a malformed response stops the stream instead of misaligning.
+- ``BucketWindowFilter``: keeps a bucket only if it starts inside the window that asked for it.
+- ``RetryAfterBackoff``: waits what a 429 asks, or ends the sync when it asks for the daily quota.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+from dataclasses import InitVar, dataclass, field
+from typing import Any, Iterable, Iterator, Mapping, Union
+
+import requests
+from airbyte_cdk.models import FailureType
+from airbyte_cdk.sources.declarative.extractors.record_extractor import RecordExtractor
+from airbyte_cdk.sources.declarative.extractors.record_filter import RecordFilter
+from airbyte_cdk.sources.declarative.partition_routers.partition_router import PartitionRouter
+from airbyte_cdk.sources.declarative.retrievers.simple_retriever import SimpleRetriever
+from airbyte_cdk.sources.streams.http.error_handlers import BackoffStrategy
+from airbyte_cdk.sources.types import Config, StreamSlice, StreamState
+from airbyte_cdk.utils.traced_exception import AirbyteTracedException
+
+from .constants import MAX_RATE_LIMIT_WAIT_SECONDS
+from .windows import bucket_in_window
+
+
+def malformed_response(detail: str) -> AirbyteTracedException:
+    return AirbyteTracedException(
+        message=f"Klaviyo sent a report the connector cannot read ({detail}); no rows were written for it. "
+        "Retry the sync; if it happens again, report it with this message.",
+        internal_message=detail,
+        failure_type=FailureType.system_error,
+    )
+
+
+def _report_attributes(response: requests.Response) -> Mapping[str, Any]:
+    try:
+        body = response.json()
+    except ValueError:
+        raise malformed_response("the body is not JSON") from None
+    attributes = body.get("data", {}).get("attributes") if isinstance(body, dict) else None
+    if not isinstance(attributes, dict) or not isinstance(attributes.get("results"), list):
+        raise malformed_response("data.attributes.results is missing")
+    return attributes
+
+
+def _segment_id(result: Any) -> str:
+    segment_id = result.get("groupings", {}).get("segment_id") if isinstance(result, dict) else None
+    if not isinstance(segment_id, str):
+        raise malformed_response("a result has no groupings.segment_id")
+    return segment_id
+
+
+def _number(value: Any, where: str) -> Union[int, float]:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise malformed_response(f"{where} is {value!r}, not a number")
+    return value
+
+
+def series_rows(attributes: Mapping[str, Any], statistics: list[str], interval: str) -> Iterator[dict[str, Any]]:
+    """Turn a series report's ``results`` x ``date_times`` into one row per segment per bucket.
+
+    >>> attrs = {"date_times": ["2024-01-01T00:00:00-05:00", "2024-01-02T00:00:00-05:00"],
+    ...          "results": [{"groupings": {"segment_id": "A"}, "statistics": {"total_members": [3, 5]}}]}
+    >>> list(series_rows(attrs, ["total_members"], "daily"))  # doctest: +NORMALIZE_WHITESPACE
+    [{'segment_id': 'A', 'interval': 'daily', 'date_time': '2024-01-01T00:00:00-05:00', 'total_members': 3},
+     {'segment_id': 'A', 'interval': 'daily', 'date_time': '2024-01-02T00:00:00-05:00', 'total_members': 5}]
+    """
+    date_times = attributes.get("date_times")
+    if not isinstance(date_times, list) or not all(isinstance(d, str) for d in date_times):
+        raise malformed_response("data.attributes.date_times is missing or not a list of date-times")
+    for result in attributes["results"]:
+        segment_id = _segment_id(result)
+        values = result.get("statistics")
+        if not isinstance(values, dict):
+            raise malformed_response(f"segment {segment_id} has no statistics")
+        columns = []
+        for statistic in statistics:
+            column = values.get(statistic)
+            if not isinstance(column, list) or len(column) != len(date_times):
+                raise malformed_response(
+                    f"segment {segment_id}'s {statistic} has {len(column) if isinstance(column, list) else 'no'} "
+                    f"values for {len(date_times)} date_times"
+                )
+            columns.append(column)
+        for index, date_time in enumerate(date_times):
+            row: dict[str, Any] = {"segment_id": segment_id, "interval": interval, "date_time": date_time}
+            for statistic, column in zip(statistics, columns, strict=True):
+                row[statistic] = _number(column[index], f"segment {segment_id}'s {statistic} at {date_time}")
+            yield row
+
+
+def values_rows(attributes: Mapping[str, Any], statistics: list[str]) -> Iterator[dict[str, Any]]:
+    """Turn a values report's ``results`` into one row per segment (timeframe fields are added
+    from the partition by the manifest).
+
+    >>> list(values_rows({"results": [{"groupings": {"segment_id": "A"},
+    ...                                "statistics": {"members_added": 4}}]}, ["members_added"]))
+    [{'segment_id': 'A', 'members_added': 4}]
+    """
+    for result in attributes["results"]:
+        segment_id = _segment_id(result)
+        values = result.get("statistics")
+        if not isinstance(values, dict):
+            raise malformed_response(f"segment {segment_id} has no statistics")
+        row: dict[str, Any] = {"segment_id": segment_id}
+        for statistic in statistics:
+            if statistic not in values:
+                raise malformed_response(f"segment {segment_id} has no {statistic}")
+            row[statistic] = _number(values[statistic], f"segment {segment_id}'s {statistic}")
+        yield row
+
+
+@dataclass
+class SeriesRowExtractor(RecordExtractor):
+    """A ``segment-series-report`` response -> rows ``{segment_id, interval, date_time, <statistics>}``."""
+
+    config: Config
+    parameters: InitVar[Mapping[str, Any]]
+
+    def extract_records(self, response: requests.Response) -> Iterable[Mapping[str, Any]]:
+        yield from series_rows(_report_attributes(response), self.config["statistics"], self.config["interval"])
+
+
+@dataclass
+class ValuesRowExtractor(RecordExtractor):
+    """A ``segment-values-report`` response -> rows ``{segment_id, <statistics>}``."""
+
+    config: Config
+    parameters: InitVar[Mapping[str, Any]]
+
+    def extract_records(self, response: requests.Response) -> Iterable[Mapping[str, Any]]:
+        yield from values_rows(_report_attributes(response), self.config["statistics"])
+
+
+@dataclass
+class BucketWindowFilter(RecordFilter):
+    """Keeps a series row only if its bucket starts inside the window of the request.
+
+    Windows touch without overlapping, so whether Klaviyo treats a timeframe's ``end`` as
+    inclusive or exclusive, each bucket is emitted by exactly one window.
+    """
+
+    def filter_records(
+        self,
+        records: Iterable[Mapping[str, Any]],
+        stream_state: StreamState,
+        stream_slice: StreamSlice | None = None,
+        next_page_token: Mapping[str, Any] | None = None,
+    ) -> Iterable[Mapping[str, Any]]:
+        window = stream_slice.cursor_slice if stream_slice else {}
+        start, last_second = window.get("start_time"), window.get("end_time")
+        if not start or not last_second:
+            yield from records
+            return
+        for record in records:
+            if bucket_in_window(record["date_time"], start, last_second):
+                yield record
+
+
+@dataclass
+class SegmentBatchRetriever(SimpleRetriever):
+    """Reads one partition once per batch of segments from ``segment_batches``.
+
+    The partition (a series window, a values timeframe) is merged with each batch's
+    ``segment_id`` list, and every record is re-attached to the partition itself, so the cursor
+    closes a window only when every batch of it has been read. The batches are listed once per
+    sync, on first use.
+    """
+
+    segment_batches: PartitionRouter | None = None
+    _batches: list[StreamSlice] | None = field(init=False, repr=False, default=None)
+    _batches_lock: threading.Lock = field(init=False, repr=False, default_factory=threading.Lock)
+
+    def _segment_batches(self) -> list[StreamSlice]:
+        with self._batches_lock:
+            if self._batches is None:
+                if self.segment_batches is None:
+                    raise ValueError("SegmentBatchRetriever needs `segment_batches`")
+                self._batches = list(self.segment_batches.stream_slices())
+            return self._batches
+
+    def read_records(
+        self,
+        records_schema: Mapping[str, Any],
+        stream_slice: StreamSlice | None = None,
+    ) -> Iterable[Any]:
+        partition = stream_slice or StreamSlice(partition={}, cursor_slice={})
+        for batch in self._segment_batches():
+            batch_slice = StreamSlice(
+                partition={**partition.partition, **batch.partition},
+                cursor_slice=partition.cursor_slice,
+            )
+            for record in super().read_records(records_schema, batch_slice):
+                yield self._reassociate_with_original_slice(record, partition)
+
+
+@dataclass
+class RetryAfterBackoff(BackoffStrategy):
+    """Waits the ``Retry-After`` seconds of a 429; a longer wait than ``max_waiting_time_in_seconds``
+    is Klaviyo's daily quota, so the sync ends (keeping the state of finished windows) with a
+    transient error saying when to run it again. Without the header, defers to the next strategy.
+    """
+
+    config: Config
+    parameters: InitVar[Mapping[str, Any]]
+    max_waiting_time_in_seconds: float = MAX_RATE_LIMIT_WAIT_SECONDS
+
+    def backoff_time(
+        self,
+        response_or_exception: Union[requests.Response, requests.RequestException] | None,
+        attempt_count: int,
+    ) -> float | None:
+        if not isinstance(response_or_exception, requests.Response):
+            return None
+        header = response_or_exception.headers.get("Retry-After", "")
+        try:
+            wait = float(header)
+        except ValueError:
+            return None
+        if wait > float(self.max_waiting_time_in_seconds):
+            retry_at = dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=wait)
+            raise AirbyteTracedException(
+                message=(
+                    f"Klaviyo's daily report quota is used up; it frees up in {_duration(wait)} "
+                    f"(at {retry_at:%Y-%m-%d %H:%M} UTC). Run the sync again then: it resumes from the last saved window."
+                ),
+                internal_message=f"429 with Retry-After: {header}",
+                failure_type=FailureType.transient_error,
+            )
+        return max(wait, 0.0)
+
+
+def _duration(seconds: float) -> str:
+    minutes = int(seconds // 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min" if hours else f"{minutes} min"

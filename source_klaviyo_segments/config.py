@@ -1,0 +1,179 @@
+"""Config defaults, the checks a JSON schema cannot express, and the settings derived from them.
+
+``prepare_config`` is the one place that turns what a user typed into what the manifest reads:
+defaults filled in, ``start_date`` raised to Klaviyo's first day of data, and the series window
+bounds computed under ``config["_derived"]``. ``config_problem`` says, in one sentence, why a
+config cannot be used.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from typing import Any, Callable, Mapping
+from urllib.parse import urlparse
+
+from .constants import (
+    CUSTOM_TIMEFRAME,
+    DEFAULT_BASE_URL,
+    DEFAULT_INTERVAL,
+    DEFAULT_LOOKBACK_WINDOW_DAYS,
+    DEFAULT_VALUES_TIMEFRAME,
+    FIRST_DATA_DAY,
+    INTERVALS,
+    SERIES_WINDOW_STEP,
+    STATISTICS,
+    TIMEFRAME_KEYS,
+)
+from .windows import (
+    ONE_SECOND,
+    first_series_bucket,
+    format_wall_time,
+    lookback_duration,
+    plan_values_timeframes,
+    wall_time,
+)
+
+logger = logging.getLogger("airbyte")
+
+DERIVED = "_derived"
+
+
+def _utc_now() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None, microsecond=0)
+
+
+def _parse_date(config: Mapping[str, Any], field: str) -> dt.datetime | None:
+    value = config.get(field)
+    if value in (None, ""):
+        return None
+    if not isinstance(value, str):
+        raise ValueError(f"`{field}` must be a date such as 2024-01-31 or a date-time such as 2024-01-31T00:00:00Z.")
+    try:
+        return wall_time(value)
+    except ValueError:
+        raise ValueError(
+            f"`{field}` is {value!r}, which is not a date such as 2024-01-31 or a date-time such as 2024-01-31T00:00:00Z."
+        ) from None
+
+
+def config_problem(config: Mapping[str, Any], now: Callable[[], dt.datetime] = _utc_now) -> str | None:
+    """One sentence saying why ``config`` cannot be used, or ``None`` when it can."""
+    try:
+        _resolve_range(config, now)
+    except ValueError as error:
+        return str(error)
+    api_key = config.get("api_key")
+    if not isinstance(api_key, str) or not api_key.strip():
+        return "`api_key` is empty: paste a Klaviyo private API key with the segments:read scope."
+    checks: list[Callable[[Mapping[str, Any]], str | None]] = [
+        _segment_ids_problem,
+        _choice_problems,
+        _number_problems,
+        _base_url_problem,
+    ]
+    for check in checks:
+        problem = check(config)
+        if problem:
+            return problem
+    return None
+
+
+def _resolve_range(config: Mapping[str, Any], now: Callable[[], dt.datetime]) -> tuple[dt.datetime, dt.datetime]:
+    start = _parse_date(config, "start_date") or FIRST_DATA_DAY
+    start = max(start, FIRST_DATA_DAY)
+    end = _parse_date(config, "end_date") or now()
+    if end <= start:
+        raise ValueError(
+            f"`end_date` ({format_wall_time(end)}) must be later than `start_date` ({format_wall_time(start)}), "
+            f"and Klaviyo has no segment data before {FIRST_DATA_DAY:%Y-%m-%d}."
+        )
+    return start, end
+
+
+def _segment_ids_problem(config: Mapping[str, Any]) -> str | None:
+    ids = config.get("segment_ids")
+    if ids is None:
+        return None
+    if not isinstance(ids, list) or not ids:
+        return "`segment_ids` is empty: list at least one segment id, or remove the field to sync every segment."
+    if not all(isinstance(i, str) and i.strip() for i in ids):
+        return '`segment_ids` must contain only non-empty segment ids, such as "RpKvCF".'
+    duplicates = sorted({i for i in ids if ids.count(i) > 1})
+    if duplicates:
+        return f"`segment_ids` lists {', '.join(duplicates)} more than once: list each segment once."
+    return None
+
+
+def _choice_problems(config: Mapping[str, Any]) -> str | None:
+    interval = config.get("interval", DEFAULT_INTERVAL)
+    if interval not in INTERVALS:
+        return f"`interval` is {interval!r}; use one of {', '.join(INTERVALS)}."
+    timeframe = config.get("values_timeframe", DEFAULT_VALUES_TIMEFRAME)
+    if timeframe not in (*TIMEFRAME_KEYS, CUSTOM_TIMEFRAME):
+        return f"`values_timeframe` is {timeframe!r}; use one of {', '.join(TIMEFRAME_KEYS)} or custom."
+    statistics = config.get("statistics", list(STATISTICS))
+    if not isinstance(statistics, list) or not statistics:
+        return (
+            f"`statistics` is empty: choose one or more of {', '.join(STATISTICS)}, or remove the field for all four."
+        )
+    unknown = [s for s in statistics if s not in STATISTICS]
+    if unknown:
+        return f"`statistics` has {unknown[0]!r}, which Klaviyo does not know; use {', '.join(STATISTICS)}."
+    if len(set(statistics)) != len(statistics):
+        return "`statistics` lists a statistic more than once: list each once."
+    return None
+
+
+def _number_problems(config: Mapping[str, Any]) -> str | None:
+    lookback = config.get("lookback_window_days", DEFAULT_LOOKBACK_WINDOW_DAYS)
+    if isinstance(lookback, bool) or not isinstance(lookback, int) or lookback < 0:
+        return f"`lookback_window_days` is {lookback!r}; use a whole number of days, 0 or more."
+    budget = config.get("max_report_requests")
+    if budget is not None and (isinstance(budget, bool) or not isinstance(budget, int) or budget < 1):
+        return f"`max_report_requests` is {budget!r}; use a whole number of calls, 1 or more, or remove it."
+    return None
+
+
+def _base_url_problem(config: Mapping[str, Any]) -> str | None:
+    base_url = config.get("base_url", DEFAULT_BASE_URL)
+    parsed = urlparse(base_url) if isinstance(base_url, str) else None
+    if not parsed or parsed.scheme not in ("http", "https") or not parsed.netloc:
+        return f"`base_url` is {base_url!r}, which is not an http(s) URL such as {DEFAULT_BASE_URL}."
+    return None
+
+
+def prepare_config(config: Mapping[str, Any], now: Callable[[], dt.datetime] = _utc_now) -> dict[str, Any]:
+    """``config`` with defaults filled in and ``_derived`` settings added for the manifest.
+
+    A config that ``config_problem`` refuses is returned with defaults only: the refusal is
+    reported by ``check`` and ``read``, not raised while the source is being built.
+    """
+    prepared = dict(config)
+    prepared.setdefault("interval", DEFAULT_INTERVAL)
+    prepared.setdefault("statistics", list(STATISTICS))
+    prepared.setdefault("values_timeframe", DEFAULT_VALUES_TIMEFRAME)
+    prepared.setdefault("lookback_window_days", DEFAULT_LOOKBACK_WINDOW_DAYS)
+    prepared["base_url"] = str(prepared.get("base_url") or DEFAULT_BASE_URL).rstrip("/")
+    if config_problem(prepared, now):
+        return prepared
+    start, end = _resolve_range(prepared, now)
+    requested_start = _parse_date(prepared, "start_date")
+    if requested_start and requested_start < FIRST_DATA_DAY:
+        logger.warning(
+            "start_date %s is before %s, the first day Klaviyo has segment data for; starting there instead.",
+            format_wall_time(requested_start),
+            f"{FIRST_DATA_DAY:%Y-%m-%d}",
+        )
+    interval = prepared["interval"]
+    prepared[DERIVED] = {
+        "series_start": format_wall_time(first_series_bucket(start, interval)),
+        # The cursor's end is the last second read: [start, end) in config terms.
+        "series_end": format_wall_time(end - ONE_SECOND),
+        "series_step": SERIES_WINDOW_STEP[interval],
+        "series_lookback": lookback_duration(interval, prepared["lookback_window_days"]),
+        "values_timeframes": [
+            t.as_partition() for t in plan_values_timeframes(prepared["values_timeframe"], start, end)
+        ],
+    }
+    return prepared

@@ -1,0 +1,58 @@
+"""Facts about Klaviyo's segment reports that the connector is built on, each stated once.
+
+The API revision and the 100-id batch size live in ``manifest.yaml`` (where the requests are
+made); everything here is what the Python side needs to decide windows, defaults and refusals.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Final
+
+STATISTICS: Final = ("total_members", "members_added", "members_removed", "net_members_changed")
+INTERVALS: Final = ("hourly", "daily", "weekly", "monthly")
+TIMEFRAME_KEYS: Final = (
+    "today",
+    "yesterday",
+    "this_week",
+    "last_week",
+    "this_month",
+    "last_month",
+    "this_year",
+    "last_year",
+    "last_7_days",
+    "last_30_days",
+    "last_90_days",
+    "last_365_days",
+    "last_3_months",
+    "last_12_months",
+)
+CUSTOM_TIMEFRAME: Final = "custom"
+
+# Klaviyo holds no segment report data before this day (company-local time).
+FIRST_DATA_DAY: Final = dt.datetime(2023, 6, 1)
+
+DEFAULT_BASE_URL: Final = "https://a.klaviyo.com"
+DEFAULT_INTERVAL: Final = "daily"
+DEFAULT_VALUES_TIMEFRAME: Final = "last_30_days"
+DEFAULT_LOOKBACK_WINDOW_DAYS: Final = 1
+
+# Longest timeframe one series call may ask for, per interval, as an ISO 8601 duration that the
+# CDK's cursor uses as its step. Monthly is documented as "at most 52 weeks"; 11 whole months is
+# the most that always fits (12 months can be 366 days). Weekly is undocumented; 52 weeks is the
+# figure reported by third parties and the same as monthly's cap.
+SERIES_WINDOW_STEP: Final = {
+    "hourly": "P7D",
+    "daily": "P60D",
+    "weekly": "P52W",
+    "monthly": "P11M",
+}
+
+# A custom values timeframe may span at most one year.
+VALUES_WINDOW_YEARS: Final = 1
+
+# Weekly buckets start on Monday (ISO weeks); Klaviyo does not document its week start.
+WEEK_START_WEEKDAY: Final = 0
+
+# A 429 asking for a longer wait than this is the daily quota, not the per-minute limit.
+MAX_RATE_LIMIT_WAIT_SECONDS: Final = 600
