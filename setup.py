@@ -1,3 +1,5 @@
+from pathlib import Path
+
 from setuptools import find_packages, setup
 
 VERSION = "0.1.0"
@@ -6,7 +8,7 @@ setup(
     name="source-klaviyo-segments",
     version=VERSION,
     description="Airbyte source for Klaviyo segment growth reports (segment values and series).",
-    long_description=open("README.md", encoding="utf-8").read() if __import__("os").path.exists("README.md") else "",
+    long_description=Path(__file__).with_name("README.md").read_text(encoding="utf-8"),
     long_description_content_type="text/markdown",
     license="MIT",
     python_requires=">=3.10,<3.14",

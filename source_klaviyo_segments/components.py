@@ -4,6 +4,7 @@
   batch of up to 100 segments, so a window's state is saved only once all its batches are in.
 - ``SeriesRowExtractor`` / ``ValuesRowExtractor``: a report response becomes one row per segment
   per bucket (or per timeframe); a malformed response stops the stream instead of misaligning.
+- ``TimeframeFields``: stamps a values row with the timeframe it was asked for.
 - ``BucketWindowFilter``: keeps a bucket only if it starts inside the window that asked for it.
 - ``RetryAfterBackoff``: waits what a 429 asks, or ends the sync when it asks for the daily quota.
 """
@@ -21,6 +22,7 @@ from airbyte_cdk.sources.declarative.extractors.record_extractor import RecordEx
 from airbyte_cdk.sources.declarative.extractors.record_filter import RecordFilter
 from airbyte_cdk.sources.declarative.partition_routers.partition_router import PartitionRouter
 from airbyte_cdk.sources.declarative.retrievers.simple_retriever import SimpleRetriever
+from airbyte_cdk.sources.declarative.transformations import RecordTransformation
 from airbyte_cdk.sources.streams.http.error_handlers import BackoffStrategy
 from airbyte_cdk.sources.types import Config, StreamSlice, StreamState
 from airbyte_cdk.utils.traced_exception import AirbyteTracedException
@@ -136,6 +138,23 @@ class ValuesRowExtractor(RecordExtractor):
 
     def extract_records(self, response: requests.Response) -> Iterable[Mapping[str, Any]]:
         yield from values_rows(_report_attributes(response), self.config["statistics"])
+
+
+@dataclass
+class TimeframeFields(RecordTransformation):
+    """Stamps a values row with its partition's ``timeframe``, ``timeframe_start`` and
+    ``timeframe_end`` (null for a Klaviyo key; AddFields would drop a null)."""
+
+    def transform(
+        self,
+        record: dict[str, Any],
+        config: Config | None = None,
+        stream_state: StreamState | None = None,
+        stream_slice: StreamSlice | None = None,
+    ) -> None:
+        timeframe = (stream_slice.partition if stream_slice else {}).get("values_timeframe") or {}
+        for key in ("timeframe", "timeframe_start", "timeframe_end"):
+            record[key] = timeframe.get(key)
 
 
 @dataclass

@@ -114,9 +114,7 @@ def _choice_problems(config: Mapping[str, Any]) -> str | None:
         return f"`values_timeframe` is {timeframe!r}; use one of {', '.join(TIMEFRAME_KEYS)} or custom."
     statistics = config.get("statistics", list(STATISTICS))
     if not isinstance(statistics, list) or not statistics:
-        return (
-            f"`statistics` is empty: choose one or more of {', '.join(STATISTICS)}, or remove the field for all four."
-        )
+        return f"`statistics` is empty: choose one or more of {', '.join(STATISTICS)}, or remove the field for all four."
     unknown = [s for s in statistics if s not in STATISTICS]
     if unknown:
         return f"`statistics` has {unknown[0]!r}, which Klaviyo does not know; use {', '.join(STATISTICS)}."
@@ -129,9 +127,6 @@ def _number_problems(config: Mapping[str, Any]) -> str | None:
     lookback = config.get("lookback_window_days", DEFAULT_LOOKBACK_WINDOW_DAYS)
     if isinstance(lookback, bool) or not isinstance(lookback, int) or lookback < 0:
         return f"`lookback_window_days` is {lookback!r}; use a whole number of days, 0 or more."
-    budget = config.get("max_report_requests")
-    if budget is not None and (isinstance(budget, bool) or not isinstance(budget, int) or budget < 1):
-        return f"`max_report_requests` is {budget!r}; use a whole number of calls, 1 or more, or remove it."
     return None
 
 
@@ -172,8 +167,6 @@ def prepare_config(config: Mapping[str, Any], now: Callable[[], dt.datetime] = _
         "series_end": format_wall_time(end - ONE_SECOND),
         "series_step": SERIES_WINDOW_STEP[interval],
         "series_lookback": lookback_duration(interval, prepared["lookback_window_days"]),
-        "values_timeframes": [
-            t.as_partition() for t in plan_values_timeframes(prepared["values_timeframe"], start, end)
-        ],
+        "values_timeframes": [t.as_partition() for t in plan_values_timeframes(prepared["values_timeframe"], start, end)],
     }
     return prepared

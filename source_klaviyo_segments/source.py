@@ -6,6 +6,7 @@ import logging
 from typing import Any, Iterator, List, Mapping
 
 from airbyte_cdk.models import (
+    AirbyteCatalog,
     AirbyteConnectionStatus,
     AirbyteMessage,
     AirbyteStateMessage,
@@ -36,10 +37,50 @@ class SourceKlaviyoSegments(YamlDeclarativeSource):
         )
 
     def check(self, logger: logging.Logger, config: Mapping[str, Any]) -> AirbyteConnectionStatus:
-        problem = config_problem(self._config or config)
+        """Lists segments (never a report call, which would spend the 225-a-day quota): one page,
+        or every page when ``segment_ids`` are configured, to tell which of them do not exist."""
+        prepared = self._config or prepare_config(config)
+        problem = config_problem(prepared)
         if problem:
             return AirbyteConnectionStatus(status=Status.FAILED, message=problem)
-        return super().check(logger, config)
+        wanted = prepared.get("segment_ids") or []
+        try:
+            found = self._list_segment_ids(first_only=not wanted)
+        except AirbyteTracedException as error:
+            return AirbyteConnectionStatus(status=Status.FAILED, message=error.message or str(error))
+        except Exception as error:  # an unreachable host surfaces as a requests error
+            return AirbyteConnectionStatus(
+                status=Status.FAILED,
+                message=f"Could not list segments at {prepared['base_url']}: {type(error).__name__}. "
+                "Check `base_url` and the network.",
+            )
+        missing = [segment_id for segment_id in wanted if segment_id not in found]
+        if missing:
+            return AirbyteConnectionStatus(
+                status=Status.FAILED,
+                message=f"These segment ids are not in the Klaviyo account: {', '.join(missing)}. "
+                "Fix or remove them in `segment_ids`.",
+            )
+        return AirbyteConnectionStatus(status=Status.SUCCEEDED)
+
+    def _list_segment_ids(self, first_only: bool) -> set[str]:
+        segments = next(stream for stream in self.streams(self._config) if stream.name == "segments")
+        found: set[str] = set()
+        for partition in segments.generate_partitions():
+            for record in partition.read():
+                found.add(str(record.data["id"]))
+                if first_only:
+                    return found
+        return found
+
+    def discover(self, logger: logging.Logger, config: Mapping[str, Any]) -> AirbyteCatalog:
+        self._refuse_unusable_config(config)
+        return super().discover(logger, config)
+
+    def _refuse_unusable_config(self, config: Mapping[str, Any]) -> None:
+        problem = config_problem(self._config or config)
+        if problem:
+            raise AirbyteTracedException(message=problem, internal_message=problem, failure_type=FailureType.config_error)
 
     def read(
         self,
@@ -50,7 +91,5 @@ class SourceKlaviyoSegments(YamlDeclarativeSource):
     ) -> Iterator[AirbyteMessage]:
         problem = config_problem(self._config or config)
         if problem:
-            raise AirbyteTracedException(
-                message=problem, internal_message=problem, failure_type=FailureType.config_error
-            )
+            raise AirbyteTracedException(message=problem, internal_message=problem, failure_type=FailureType.config_error)
         yield from super().read(logger, config, catalog, state)

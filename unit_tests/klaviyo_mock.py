@@ -124,9 +124,7 @@ def series_response(
     return HttpResponse(json.dumps(body), status)
 
 
-def error_response(
-    status: int, detail: str, code: str = "invalid", headers: Mapping[str, str] | None = None
-) -> HttpResponse:
+def error_response(status: int, detail: str, code: str = "invalid", headers: Mapping[str, str] | None = None) -> HttpResponse:
     body = {
         "errors": [
             {

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field, fields
 from datetime import datetime
-from typing import Any, Callable, Optional
+from typing import Any, Callable
 
 from .ratelimit import RateLimits
 
@@ -31,7 +31,7 @@ class Faults:
     slow_seconds: float = 0.0
     daily_exhausted: bool = False
     echo_request_in_errors: bool = False
-    malformed: Optional[str] = None
+    malformed: str | None = None
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -61,7 +61,7 @@ def _known_fields(cls: type, body: Any) -> dict[str, Any]:
     return dict(body)
 
 
-def limits_from_json(body: Any) -> Optional[RateLimits]:
+def limits_from_json(body: Any) -> RateLimits | None:
     """Admin JSON to limits: null = no limits; {"time_scale": s} = RateLimits.klaviyo(s)."""
     if body is None:
         return None
@@ -83,8 +83,8 @@ class EmulatorConfig:
     timezone: str = "America/New_York"
     api_key: str = "pk_emulator_key"
     no_scope_api_key: str = "pk_emulator_noscope"
-    now: Optional[datetime] = None
-    limits: Optional[RateLimits] = None
+    now: datetime | None = None
+    limits: RateLimits | None = None
     faults: Faults = field(default_factory=Faults)
     seed: int = 7
     page_size: int = 10

@@ -31,8 +31,8 @@ from array import array
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from datetime import time as dtime
-from itertools import accumulate
-from typing import Any, Iterable, Optional, Sequence
+from itertools import accumulate, compress
+from typing import Any, Iterable, Sequence
 from zoneinfo import ZoneInfo
 
 DATA_START = datetime(2023, 6, 1)
@@ -324,15 +324,27 @@ class SegmentSeries:
         added, removed = self.block(h // BLOCK_HOURS)
         return added[h % BLOCK_HOURS], removed[h % BLOCK_HOURS]
 
+    def hourly_range(self, low: int, high: int) -> tuple[bytes, bytes]:
+        """Raw (members_added, members_removed) of hours [low, high), one byte per hour (0 before DATA_START)."""
+        lead = bytes(max(0, min(high, 0) - low))
+        first = max(low, 0)
+        if high <= first:
+            return lead, lead
+        blocks = [self.block(b) for b in range(first // BLOCK_HOURS, (high - 1) // BLOCK_HOURS + 1)]
+        skip = first % BLOCK_HOURS
+        window = slice(skip, skip + high - first)
+        added = b"".join(a for a, _ in blocks)[window]
+        removed = b"".join(r for _, r in blocks)[window]
+        return lead + added, lead + removed
+
     def ensure(self, hours: int) -> None:
         """Extend the prefix sums to cover at least hours [0, hours)."""
         with self._lock:
             while len(self.cum_added) <= hours:
                 added, removed = self.block((len(self.cum_added) - 1) // BLOCK_HOURS)
                 for source, target in ((added, self.cum_added), (removed, self.cum_removed)):
-                    sums = accumulate(source, initial=target[-1])
-                    next(sums)  # skip the initial value, already stored
-                    target.extend(sums)
+                    # [1:]: the initial value is already stored; fromlist beats extend(iterator).
+                    target.fromlist(list(accumulate(source, initial=target[-1]))[1:])
 
 
 def _clamp(value: int, low: int, high: int) -> int:
@@ -362,7 +374,7 @@ class DataStore:
                 series = self._series[segment_id] = SegmentSeries(self.by_id[segment_id], self.seed)
             return series
 
-    def known(self, segment_ids: Optional[Iterable[str]]) -> list[str]:
+    def known(self, segment_ids: Iterable[str] | None) -> list[str]:
         """Known ids among `segment_ids` in first-seen order, or every id when None."""
         if segment_ids is None:
             return [s.id for s in self.segments]
@@ -390,7 +402,7 @@ class DataStore:
 
     def series_report(
         self,
-        segment_ids: Optional[Sequence[str]],
+        segment_ids: Sequence[str] | None,
         interval: str,
         start: datetime,
         end: datetime,
@@ -421,7 +433,7 @@ class DataStore:
 
     def values_report(
         self,
-        segment_ids: Optional[Sequence[str]],
+        segment_ids: Sequence[str] | None,
         start: datetime,
         end: datetime,
         *,
@@ -460,7 +472,7 @@ class DataStore:
         interval: str,
         start: datetime,
         end: datetime,
-        segment_ids: Optional[Sequence[str]],
+        segment_ids: Sequence[str] | None,
         statistics: Sequence[str],
         now_instant: float,
     ) -> dict[tuple[str, str], Stats]:
@@ -481,11 +493,11 @@ class DataStore:
         truth: dict[tuple[str, str], Stats] = {}
         for segment_id in self.known(segment_ids):
             series = self.series_of(segment_id)
-            hourly = [series.hourly(h) for h in hours]
+            added_bytes, removed_bytes = series.hourly_range(hours.start, hours.stop)
             total = series.segment.base
-            for (first, last), wall in zip(runs, bucket_start):
-                added = sum(a for a, _ in hourly[first:last + 1])
-                removed = sum(r for _, r in hourly[first:last + 1])
+            for (first, last), wall in zip(runs, bucket_start, strict=True):
+                added = sum(added_bytes[first:last + 1])
+                removed = sum(removed_bytes[first:last + 1])
                 total += added - removed
                 if start <= wall < end:
                     stats = {"members_added": added, "members_removed": removed,
@@ -497,27 +509,25 @@ class DataStore:
         self,
         start: datetime,
         end: datetime,
-        segment_ids: Optional[Sequence[str]],
+        segment_ids: Sequence[str] | None,
         statistics: Sequence[str],
         now_instant: float,
     ) -> dict[str, Stats]:
         """{segment_id: stats} over the hours whose start wall time t has start <= t < end."""
         available = self.time.available_hours(now_instant)
         hours = self._hour_range(start, end, available, timedelta(hours=3))
-        inside = [start <= self.time.hour_wall(h) < end for h in hours]
-        before_end = [self.time.hour_wall(h) < end for h in hours]
+        walls = [self.time.hour_wall(h) for h in hours]
+        inside = [start <= wall < end for wall in walls]
+        # Hours are in time order, so the total at the end is the running sum through the last hour
+        # whose wall time is before `end`.
+        through = max((pos + 1 for pos, wall in enumerate(walls) if wall < end), default=0)
         truth: dict[str, Stats] = {}
         for segment_id in self.known(segment_ids):
             series = self.series_of(segment_id)
-            added = removed = running = 0
-            total = series.segment.base
-            for h, is_in, is_before in zip(hours, inside, before_end):
-                a, r = series.hourly(h)
-                running += a - r
-                if is_in:
-                    added, removed = added + a, removed + r
-                if is_before:
-                    total = series.segment.base + running
+            added_bytes, removed_bytes = series.hourly_range(hours.start, hours.stop)
+            added = sum(compress(added_bytes, inside))
+            removed = sum(compress(removed_bytes, inside))
+            total = series.segment.base + sum(added_bytes[:through]) - sum(removed_bytes[:through])
             stats = {"members_added": added, "members_removed": removed,
                      "net_members_changed": added - removed, "total_members": total}
             truth[segment_id] = _pick(stats, statistics)

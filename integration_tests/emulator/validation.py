@@ -10,7 +10,7 @@ import json
 import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Optional, Union
+from typing import Any, Union
 
 from openapi_client.models.segment_series_request_dto import SegmentSeriesRequestDTO
 from openapi_client.models.segment_values_request_dto import SegmentValuesRequestDTO
@@ -48,8 +48,8 @@ class ApiError(Exception):
         code: str,
         title: str,
         detail: str,
-        source: Optional[dict[str, str]] = None,
-        headers: Optional[dict[str, str]] = None,
+        source: dict[str, str] | None = None,
+        headers: dict[str, str] | None = None,
     ) -> None:
         super().__init__(detail)
         self.status = status
@@ -60,7 +60,7 @@ class ApiError(Exception):
         self.headers = headers or {}
 
 
-def invalid(detail: str, pointer: Optional[str] = None, parameter: Optional[str] = None) -> ApiError:
+def invalid(detail: str, pointer: str | None = None, parameter: str | None = None) -> ApiError:
     """A 400 `invalid` error at a body pointer or a query/header parameter."""
     source = {"pointer": pointer} if pointer is not None else {"parameter": parameter or ""}
     return ApiError(400, "invalid", "Invalid input.", detail, source)
@@ -116,7 +116,7 @@ class _FilterParser:
         self.tokens = _tokens(text)
         self.pos = 0
 
-    def _next(self, expected_kind: str, expected_text: Optional[str] = None) -> str:
+    def _next(self, expected_kind: str, expected_text: str | None = None) -> str:
         if self.pos >= len(self.tokens):
             raise ValueError(f"unexpected end of filter, expected {expected_text or expected_kind}")
         kind, text = self.tokens[self.pos]
@@ -221,13 +221,13 @@ class ReportRequest:
 
     kind: str  # "series" or "values"
     statistics: tuple[str, ...]
-    interval: Optional[str]
+    interval: str | None
     timeframe: dict[str, Any]
-    timeframe_key: Optional[str]
+    timeframe_key: str | None
     start: datetime
     end: datetime
     end_inclusive: bool
-    segment_ids: Optional[list[str]]  # None: no filter, every segment
+    segment_ids: list[str] | None  # None: no filter, every segment
 
 
 def _sdk_validate(kind: str, body: Any) -> None:
@@ -298,7 +298,7 @@ def _check_custom_timeframe(timeframe: dict[str, Any]) -> tuple[datetime, dateti
     return start, end
 
 
-def _check_timeframe(timeframe: dict[str, Any], now_wall: datetime) -> tuple[Optional[str], datetime, datetime]:
+def _check_timeframe(timeframe: dict[str, Any], now_wall: datetime) -> tuple[str | None, datetime, datetime]:
     """(key or None, start, end) of a timeframe that is exactly {key} or exactly {start, end}."""
     pointer = "/data/attributes/timeframe"
     members = set(timeframe)
@@ -346,7 +346,7 @@ def validate_report(kind: str, raw: bytes, now_wall: datetime) -> ReportRequest:
     statistics = _check_statistics(attributes["statistics"])
     timeframe = attributes["timeframe"]
     key, start, end = _check_timeframe(timeframe, now_wall)
-    interval: Optional[str] = attributes.get("interval") if kind == "series" else None
+    interval: str | None = attributes.get("interval") if kind == "series" else None
     if interval is not None:
         _check_interval_cap(interval, start, end)
     text = attributes.get("filter")

@@ -1,0 +1,123 @@
+"""Window planning, property-tested on the windows the CDK's cursor really produces from our
+manifest: they tile the range, respect each interval's cap, align to buckets, skip nothing,
+and are as few as the caps allow."""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from typing import Any
+
+from airbyte_cdk.test.state_builder import StateBuilder
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from source_klaviyo_segments import SourceKlaviyoSegments
+from source_klaviyo_segments.windows import floor_to_bucket, plan_values_timeframes
+from unit_tests import klaviyo_mock as km
+
+SECOND = dt.timedelta(seconds=1)
+DAY_CAPS = {"hourly": 7, "daily": 60, "weekly": 364}
+
+
+def windows(config: dict[str, Any], state: dict[str, Any] | None = None) -> list[tuple[dt.datetime, dt.datetime]]:
+    """The series windows as [start, end) wall times."""
+    state_messages = StateBuilder().with_stream_state("segment_series", state).build() if state else None
+    source = SourceKlaviyoSegments(config=config, state=state_messages)
+    stream = next(s for s in source.streams(source._config) if s.name == "segment_series")
+    out = []
+    for window in stream.cursor.stream_slices():
+        start = dt.datetime.fromisoformat(window.cursor_slice["start_time"])
+        out.append((start, dt.datetime.fromisoformat(window.cursor_slice["end_time"]) + SECOND))
+    return sorted(out)
+
+
+def months_between(start: dt.datetime, end: dt.datetime) -> int:
+    return (end.year - start.year) * 12 + end.month - start.month
+
+
+dates = st.dates(min_value=dt.date(2023, 6, 1), max_value=dt.date(2026, 6, 1))
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    interval=st.sampled_from(["hourly", "daily", "weekly", "monthly"]),
+    start=dates,
+    length_days=st.integers(min_value=1, max_value=800),
+    start_hour=st.integers(min_value=0, max_value=23),
+)
+def test_windows_tile_the_range_within_caps_aligned_to_buckets(
+    interval: str, start: dt.date, length_days: int, start_hour: int
+) -> None:
+    if interval == "hourly":
+        length_days = min(length_days, 40)
+    first = dt.datetime.combine(start, dt.time(start_hour))
+    end = first + dt.timedelta(days=length_days)
+    config = km.config(interval=interval, start_date=first.isoformat(), end_date=end.isoformat())
+    planned = windows(config)
+    aligned_start = floor_to_bucket(first, interval)
+    if aligned_start < dt.datetime(2023, 6, 1):  # a week that began before Klaviyo's first day
+        aligned_start = floor_to_bucket(aligned_start + dt.timedelta(days=7), interval)
+    if aligned_start >= end:
+        assert planned == []
+        return
+    # Tiled: contiguous from the first bucket to the end, without gaps or overlaps.
+    assert planned[0][0] == aligned_start
+    assert planned[-1][1] == end
+    for (_, previous_end), (next_start, _) in zip(planned, planned[1:], strict=False):
+        assert previous_end == next_start
+    for window_start, window_end in planned:
+        assert floor_to_bucket(window_start, interval) == window_start
+        if window_end != end:
+            assert floor_to_bucket(window_end, interval) == window_end
+        if interval == "monthly":
+            assert months_between(window_start, window_end) <= 11
+            assert window_end - window_start <= dt.timedelta(weeks=52)
+        else:
+            assert window_end - window_start <= dt.timedelta(days=DAY_CAPS[interval])
+    # As few as the caps allow.
+    if interval == "monthly":
+        assert len(planned) == math.ceil(months_between(aligned_start, end - SECOND) / 11 + 1e-9) or len(planned) == max(
+            1, math.ceil((months_between(aligned_start, end - SECOND) + 1) / 11)
+        )
+    else:
+        assert len(planned) == math.ceil((end - aligned_start) / dt.timedelta(days=DAY_CAPS[interval]))
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    interval=st.sampled_from(["hourly", "daily", "weekly", "monthly"]),
+    saved=st.datetimes(min_value=dt.datetime(2023, 9, 1), max_value=dt.datetime(2024, 12, 1)),
+    lookback_days=st.integers(min_value=0, max_value=40),
+)
+def test_incremental_restarts_at_or_before_the_newest_saved_bucket(interval: str, saved: dt.datetime, lookback_days: int) -> None:
+    newest_bucket = floor_to_bucket(saved, interval)
+    end = newest_bucket + dt.timedelta(days=3)
+    config = km.config(interval=interval, start_date="2023-06-01", end_date=end.isoformat(), lookback_window_days=lookback_days)
+    state = {"date_time": newest_bucket.isoformat()}
+    planned = windows(config, state)
+    restart = planned[0][0]
+    # Re-reads the newest saved bucket (it may have been incomplete) and at least the lookback...
+    assert restart <= newest_bucket - dt.timedelta(days=lookback_days)
+    # ...but not much more (whole buckets: a monthly lookback counts 28-day months), on a bucket boundary.
+    assert floor_to_bucket(restart, interval) == restart
+    assert newest_bucket - restart < dt.timedelta(days=lookback_days + 62)
+    assert planned[-1][1] == end
+
+
+@settings(max_examples=100, deadline=None)
+@given(start=dates, length_days=st.integers(min_value=1, max_value=1500))
+def test_values_custom_windows_touch_and_stay_within_a_year(start: dt.date, length_days: int) -> None:
+    first = dt.datetime.combine(start, dt.time())
+    end = first + dt.timedelta(days=length_days)
+    planned = plan_values_timeframes("custom", first, end)
+    assert planned[0].start == first.isoformat()
+    assert planned[-1].end == end.isoformat()
+    for previous, following in zip(planned, planned[1:], strict=False):
+        assert previous.end == following.start
+    for window in planned:
+        window_start = dt.datetime.fromisoformat(window.request["start"])
+        last_second = dt.datetime.fromisoformat(window.request["end"])
+        assert last_second + SECOND == dt.datetime.fromisoformat(window.end)
+        assert last_second - window_start < dt.timedelta(days=366)
+    assert len(planned) == math.ceil(length_days / 366) or len(planned) == math.ceil(length_days / 365)
