@@ -1,0 +1,219 @@
+"""Error paths: Klaviyo's refusals become one actionable sentence, retries are bounded, the daily
+quota ends a sync with its finished windows saved, and the API key never leaks."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+import requests_mock
+from airbyte_cdk.models import ConfiguredAirbyteCatalogSerializer, FailureType, Status, SyncMode
+from airbyte_cdk.test.entrypoint_wrapper import EntrypointOutput, read
+
+from source_klaviyo_segments import SourceKlaviyoSegments
+from source_klaviyo_segments.run import run
+from unit_tests import klaviyo_mock as km
+from unit_tests.fake_klaviyo import FakeKlaviyo
+
+SERIES_URL = f"{km.BASE_URL}/api/segment-series-reports"
+IDS = ["SEG001", "SEG002"]
+
+
+@pytest.fixture(autouse=True)
+def no_real_sleep(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """Backoff sleeps are recorded, not slept."""
+    slept: list[float] = []
+    monkeypatch.setattr("time.sleep", lambda seconds: slept.append(seconds))
+    return slept
+
+
+def read_series(responses_for_window: dict[str, list[dict[str, Any]]], **overrides: Any) -> tuple[EntrypointOutput, FakeKlaviyo]:
+    """Reads daily series for 2024-01-01..2024-03-15 (two windows); a window whose start is a key of
+    ``responses_for_window`` gets those canned responses first, then the fake's real answer."""
+    config = km.config(**overrides)
+    fake = FakeKlaviyo(IDS)
+    pending = {start: list(responses) for start, responses in responses_for_window.items()}
+    with requests_mock.Mocker() as mocker:
+        fake.install(mocker)
+        real_answer = fake._series
+
+        def answer(request: Any, context: Any) -> Any:
+            start = json.loads(request.body)["data"]["attributes"]["timeframe"]["start"]
+            if pending.get(start):
+                canned = pending[start].pop(0)
+                context.status_code = canned["status"]
+                context.headers.update(canned.get("headers", {}))
+                return canned.get("json", {})
+            return real_answer(request, context)
+
+        mocker.post(SERIES_URL, json=answer)
+        output = read(
+            SourceKlaviyoSegments(config=config),
+            config,
+            km.catalog("segment_series", SyncMode.incremental),
+            expecting_exception=True,
+        )
+    return output, fake
+
+
+def klaviyo_error(status: int, detail: str) -> dict[str, Any]:
+    return {"errors": [{"id": "x", "status": status, "code": "invalid", "title": "Invalid input.", "detail": detail}]}
+
+
+def all_output(output: EntrypointOutput) -> str:
+    return "\n".join(json.dumps(m.model_dump() if hasattr(m, "model_dump") else str(m), default=str) for m in output._messages)
+
+
+def test_a_400_stops_with_klaviyos_detail_as_a_config_error() -> None:
+    detail = "The timeframe for daily interval cannot be longer than 60 days."
+    output, _ = read_series({"2024-01-01T00:00:00": [{"status": 400, "json": klaviyo_error(400, detail)}]})
+    errors = [e.trace.error for e in output.errors]
+    assert any(e.failure_type == FailureType.config_error and detail in e.message for e in errors), errors
+
+
+def test_429_waits_what_retry_after_says_then_succeeds(no_real_sleep: list[float]) -> None:
+    throttled = {"status": 429, "headers": {"Retry-After": "7"}, "json": klaviyo_error(429, "Request was throttled.")}
+    output, _ = read_series({"2024-01-01T00:00:00": [throttled, throttled]})
+    assert not output.errors
+    # The CDK adds a second of margin to the server's figure.
+    assert len([s for s in no_real_sleep if 7 <= s <= 8]) == 2
+    assert len({(r.record.data["segment_id"], r.record.data["date_time"]) for r in output.records}) == 2 * 74
+
+
+def test_5xx_is_retried_with_backoff() -> None:
+    failing = {"status": 503, "json": klaviyo_error(503, "MetricServiceRetryableError")}
+    output, _ = read_series({"2024-03-01T00:00:00": [failing, failing, failing]})
+    assert not output.errors
+    assert len(output.records) == 2 * 74
+
+
+def test_persistent_5xx_gives_up_after_bounded_retries() -> None:
+    failing = {"status": 503, "json": klaviyo_error(503, "MetricServiceRetryableError")}
+    output, fake = read_series({"2024-03-01T00:00:00": [failing] * 50})
+    assert output.errors
+    assert len(fake.bodies) < 2 + 10  # the healthy window, plus at most 9 tries of the failing one
+
+
+def test_daily_quota_ends_the_sync_with_finished_windows_saved() -> None:
+    quota = {"status": 429, "headers": {"Retry-After": "18000"}, "json": klaviyo_error(429, "Request was throttled.")}
+    output, _ = read_series({"2024-03-01T00:00:00": [quota]}, end_date="2024-03-15")
+    errors = [e.trace.error for e in output.errors]
+    assert any(
+        e.failure_type == FailureType.transient_error and "daily report quota" in e.message and "5 h 00 min" in e.message
+        for e in errors
+    ), errors
+    # The first window (Jan 1 to Feb 29) finished for every batch: its newest bucket is the state.
+    states = [s.state.stream.stream_state.__dict__ for s in output.state_messages]
+    assert {"date_time": "2024-02-29T00:00:00"} in states
+    assert all(s.get("date_time", "") <= "2024-02-29T00:00:00" for s in states)
+
+
+@pytest.mark.parametrize(
+    "malformed",
+    [
+        {
+            "data": {
+                "attributes": {
+                    "results": [{"groupings": {"segment_id": "SEG001"}, "statistics": {"total_members": [1]}}],
+                    "date_times": ["2024-03-01T00:00:00-05:00"],
+                }
+            }
+        },
+        {
+            "data": {
+                "attributes": {
+                    "results": [
+                        {
+                            "groupings": {"segment_id": "SEG001"},
+                            "statistics": {
+                                s: [1, 2] for s in ("total_members", "members_added", "members_removed", "net_members_changed")
+                            },
+                        }
+                    ],
+                    "date_times": ["2024-03-01T00:00:00-05:00"],
+                }
+            }
+        },
+        {
+            "data": {
+                "attributes": {
+                    "results": [
+                        {
+                            "groupings": {"segment_id": "SEG001"},
+                            "statistics": {
+                                s: ["n/a"] for s in ("total_members", "members_added", "members_removed", "net_members_changed")
+                            },
+                        }
+                    ],
+                    "date_times": ["2024-03-01T00:00:00-05:00"],
+                }
+            }
+        },
+        {"data": {}},
+    ],
+    ids=["missing-statistic", "wrong-length", "not-a-number", "no-results"],
+)
+def test_malformed_reports_stop_the_stream_with_a_clear_error(malformed: dict[str, Any]) -> None:
+    output, _ = read_series({"2024-03-01T00:00:00": [{"status": 200, "json": malformed}]})
+    messages = [e.trace.error.message for e in output.errors]
+    assert any("Klaviyo sent a report the connector cannot read" in m for m in messages), messages
+    assert not [r for r in output.records if r.record.data["date_time"].startswith("2024-03")]
+
+
+def test_the_api_key_never_appears_even_when_klaviyo_echoes_the_request(
+    tmp_path: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    echo = klaviyo_error(400, f"Bad request with headers Authorization: Klaviyo-API-Key {km.API_KEY}")
+    config_path, catalog_path = tmp_path / "config.json", tmp_path / "catalog.json"
+    config_path.write_text(json.dumps(km.config()))
+    catalog_path.write_text(
+        json.dumps(
+            km.catalog("segment_series", SyncMode.incremental).model_dump(mode="json")
+            if hasattr(km.catalog("segment_series"), "model_dump")
+            else ConfiguredAirbyteCatalogSerializer.dump(km.catalog("segment_series", SyncMode.incremental))
+        )
+    )
+    fake = FakeKlaviyo(IDS)
+    with requests_mock.Mocker() as mocker:
+        fake.install(mocker)
+        mocker.post(SERIES_URL, status_code=400, json=echo)
+        with pytest.raises(Exception, match="did not sync successfully"):
+            run(["read", "--config", str(config_path), "--catalog", str(catalog_path)])
+    printed = capsys.readouterr()
+    assert "Klaviyo refused the request (400)" in printed.out
+    assert km.API_KEY not in printed.out + printed.err
+
+
+def test_check_names_missing_segments_and_spends_no_report_call() -> None:
+    config = km.config(segment_ids=["SEG001", "GONE99"])
+    fake = FakeKlaviyo(["SEG001", "SEG002"])
+    with requests_mock.Mocker() as mocker:
+        fake.install(mocker)
+        status = SourceKlaviyoSegments(config=config).check(logger=__import__("logging").getLogger(), config=config)
+        posts = [r for r in mocker.request_history if r.method == "POST"]
+    assert status.status == Status.FAILED
+    assert "GONE99" in (status.message or "") and "SEG001" not in (status.message or "")
+    assert posts == []
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        ({"start_date": "2024-05-01", "end_date": "2024-01-01"}, "must be later than `start_date`"),
+        ({"start_date": "yesterday"}, "not a date"),
+        ({"segment_ids": []}, "`segment_ids` is empty"),
+        ({"segment_ids": ["A", "A"]}, "more than once"),
+        ({"statistics": ["total_members", "bogus"]}, "does not know"),
+        ({"interval": "yearly"}, "`interval`"),
+        ({"values_timeframe": "last_2_days"}, "`values_timeframe`"),
+        ({"base_url": "a.klaviyo.com"}, "not an http(s) URL"),
+        ({"lookback_window_days": -1}, "`lookback_window_days`"),
+    ],
+)
+def test_bad_config_is_refused_in_one_sentence(overrides: dict[str, Any], expected: str) -> None:
+    config = km.config(**overrides)
+    status = SourceKlaviyoSegments(config=config).check(logger=__import__("logging").getLogger(), config=config)
+    assert status.status == Status.FAILED
+    assert expected in (status.message or "")
+    assert status.message.count(". ") <= 1 and "Traceback" not in status.message
