@@ -23,7 +23,7 @@ integration: $(STAMP)
 	$(BIN)/python -m pytest -q integration_tests
 
 test: lint $(STAMP)
-	$(BIN)/python -m pytest -q unit_tests integration_tests
+	$(BIN)/python -m pytest -q source_klaviyo_segments unit_tests integration_tests
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info
