@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable
 
 from airbyte_cdk.models import ConfiguredAirbyteCatalog, SyncMode
 from airbyte_cdk.test.catalog_builder import CatalogBuilder
@@ -122,19 +122,3 @@ def series_response(
         }
     }
     return HttpResponse(json.dumps(body), status)
-
-
-def error_response(status: int, detail: str, code: str = "invalid", headers: Mapping[str, str] | None = None) -> HttpResponse:
-    body = {
-        "errors": [
-            {
-                "id": "e1",
-                "status": status,
-                "code": code,
-                "title": "Error",
-                "detail": detail,
-                "source": {"pointer": "/data"},
-            }
-        ]
-    }
-    return HttpResponse(json.dumps(body), status, headers=dict(headers or {}))

@@ -109,47 +109,21 @@ def test_daily_quota_ends_the_sync_with_finished_windows_saved() -> None:
     assert all(s.get("date_time", "") <= "2024-02-29T00:00:00" for s in states)
 
 
+def one_bucket_report(statistics: dict[str, Any]) -> dict[str, Any]:
+    """A series report for one bucket of SEG001 carrying ``statistics`` as given."""
+    results = [{"groupings": {"segment_id": "SEG001"}, "statistics": statistics}]
+    return {"data": {"attributes": {"results": results, "date_times": ["2024-03-01T00:00:00-05:00"]}}}
+
+
+ALL_STATISTICS = ("total_members", "members_added", "members_removed", "net_members_changed")
+
+
 @pytest.mark.parametrize(
     "malformed",
     [
-        {
-            "data": {
-                "attributes": {
-                    "results": [{"groupings": {"segment_id": "SEG001"}, "statistics": {"total_members": [1]}}],
-                    "date_times": ["2024-03-01T00:00:00-05:00"],
-                }
-            }
-        },
-        {
-            "data": {
-                "attributes": {
-                    "results": [
-                        {
-                            "groupings": {"segment_id": "SEG001"},
-                            "statistics": {
-                                s: [1, 2] for s in ("total_members", "members_added", "members_removed", "net_members_changed")
-                            },
-                        }
-                    ],
-                    "date_times": ["2024-03-01T00:00:00-05:00"],
-                }
-            }
-        },
-        {
-            "data": {
-                "attributes": {
-                    "results": [
-                        {
-                            "groupings": {"segment_id": "SEG001"},
-                            "statistics": {
-                                s: ["n/a"] for s in ("total_members", "members_added", "members_removed", "net_members_changed")
-                            },
-                        }
-                    ],
-                    "date_times": ["2024-03-01T00:00:00-05:00"],
-                }
-            }
-        },
+        one_bucket_report({"total_members": [1]}),
+        one_bucket_report({s: [1, 2] for s in ALL_STATISTICS}),
+        one_bucket_report({s: ["n/a"] for s in ALL_STATISTICS}),
         {"data": {}},
     ],
     ids=["missing-statistic", "wrong-length", "not-a-number", "no-results"],
