@@ -7,14 +7,17 @@
 - ``TimeframeFields``: stamps a values row with the timeframe it was asked for.
 - ``BucketWindowFilter``: keeps a bucket only if it starts inside the window that asked for it.
 - ``RetryAfterBackoff``: waits what a 429 asks, or ends the sync when it asks for the daily quota.
+- ``HeaderPacedBudget``: holds report calls back when Klaviyo's ``RateLimit-*`` headers say the window is used up.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import threading
+import time
 from dataclasses import InitVar, dataclass, field
-from typing import Any, Iterable, Iterator, Mapping, Union
+from typing import Any, Callable, Iterable, Iterator, Mapping, Union
+from urllib.parse import urlparse
 
 import requests
 from airbyte_cdk.models import FailureType
@@ -23,6 +26,7 @@ from airbyte_cdk.sources.declarative.extractors.record_filter import RecordFilte
 from airbyte_cdk.sources.declarative.partition_routers.partition_router import PartitionRouter
 from airbyte_cdk.sources.declarative.retrievers.simple_retriever import SimpleRetriever
 from airbyte_cdk.sources.declarative.transformations import RecordTransformation
+from airbyte_cdk.sources.streams.call_rate import AbstractCallRatePolicy, APIBudget
 from airbyte_cdk.sources.streams.http.error_handlers import BackoffStrategy
 from airbyte_cdk.sources.types import Config, StreamSlice, StreamState
 from airbyte_cdk.utils.traced_exception import AirbyteTracedException
@@ -259,3 +263,66 @@ def _duration(seconds: float) -> str:
     minutes = int(seconds // 60)
     hours, minutes = divmod(minutes, 60)
     return f"{hours} h {minutes:02d} min" if hours else f"{minutes} min"
+
+
+class HeaderPacedBudget(APIBudget):
+    """Paces report calls from Klaviyo's own ``RateLimit-Remaining`` / ``RateLimit-Reset``.
+
+    After a response says no calls remain in the window, the next report call waits the
+    ``RateLimit-Reset`` seconds (Klaviyo sends seconds from now, where the CDK's
+    ``HttpAPIBudget`` expects an epoch time). Nothing else is slowed down: with headers that
+    allow more calls, or none at all, calls go out at once, so the pace is whatever the server
+    allows. A 429 that still happens is waited out by the error handler (``Retry-After``).
+
+    >>> budget = HeaderPacedBudget(clock=lambda: 100.0, sleep=print)
+    >>> budget.note_limits(remaining=0, reset_seconds=30)
+    >>> budget.wait_for_report_slot()
+    30.0
+    """
+
+    def __init__(self, clock: Callable[[], float] | None = None, sleep: Callable[[float], Any] | None = None) -> None:
+        super().__init__(policies=[])
+        # Looked up at call time, so tests that fake time.sleep / time.monotonic reach these too.
+        self.clock: Callable[[], float] = clock or (lambda: time.monotonic())
+        self.sleep: Callable[[float], Any] = sleep or (lambda seconds: time.sleep(seconds))
+        self._remaining: int | None = None
+        self._reset_at = 0.0
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def is_report_call(request: Any) -> bool:
+        path = urlparse(str(getattr(request, "url", "") or "")).path.rstrip("/")
+        return path.endswith("-reports")
+
+    def note_limits(self, remaining: int, reset_seconds: float) -> None:
+        with self._lock:
+            self._remaining = remaining
+            self._reset_at = self.clock() + reset_seconds
+
+    def wait_for_report_slot(self) -> None:
+        with self._lock:
+            wait = self._reset_at - self.clock() if self._remaining is not None and self._remaining <= 0 else 0.0
+            if self._remaining is not None:
+                self._remaining -= 1
+            if wait > 0:
+                # Sleeping under the lock holds back every other report call too: none may go out
+                # before the window resets.
+                self.sleep(wait)
+                self._remaining = None
+
+    def acquire_call(self, request: Any, block: bool = True, timeout: float | None = None) -> None:
+        if self.is_report_call(request):
+            self.wait_for_report_slot()
+
+    def get_matching_policy(self, request: Any) -> AbstractCallRatePolicy | None:
+        return None
+
+    def update_from_response(self, request: Any, response: Any) -> None:
+        if not self.is_report_call(request) or not isinstance(response, requests.Response) or not response.ok:
+            return
+        try:
+            remaining = int(response.headers["RateLimit-Remaining"])
+            reset_seconds = float(response.headers["RateLimit-Reset"])
+        except (KeyError, ValueError):
+            return
+        self.note_limits(remaining, reset_seconds)

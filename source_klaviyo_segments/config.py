@@ -37,6 +37,8 @@ from .windows import (
 logger = logging.getLogger("airbyte")
 
 DERIVED = "_derived"
+# Set while `check` runs: retries back off in a fraction of a second instead of seconds.
+FAST_RETRIES = "_fast_retries"
 
 
 def _utc_now() -> dt.datetime:

@@ -17,7 +17,8 @@ from airbyte_cdk.models import (
 from airbyte_cdk.sources.declarative.yaml_declarative_source import YamlDeclarativeSource
 from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
-from .config import config_problem, prepare_config
+from .components import HeaderPacedBudget
+from .config import FAST_RETRIES, config_problem, prepare_config
 
 
 class SourceKlaviyoSegments(YamlDeclarativeSource):
@@ -35,6 +36,9 @@ class SourceKlaviyoSegments(YamlDeclarativeSource):
             state=state,
             config_path=config_path,
         )
+        # The manifest's HTTPAPIBudget reads RateLimit-Reset as an epoch time; Klaviyo sends
+        # seconds. Every requester built from here on shares this budget instead.
+        self._constructor._api_budget = HeaderPacedBudget()
 
     def check(self, logger: logging.Logger, config: Mapping[str, Any]) -> AirbyteConnectionStatus:
         """Lists segments (never a report call, which would spend the 225-a-day quota): one page,
@@ -44,16 +48,18 @@ class SourceKlaviyoSegments(YamlDeclarativeSource):
         if problem:
             return AirbyteConnectionStatus(status=Status.FAILED, message=problem)
         wanted = prepared.get("segment_ids") or []
+        # A check should answer in seconds, even when Klaviyo cannot be reached.
+        self._config = {**prepared, FAST_RETRIES: True}
         try:
             found = self._list_segment_ids(first_only=not wanted)
         except AirbyteTracedException as error:
-            return AirbyteConnectionStatus(status=Status.FAILED, message=error.message or str(error))
-        except Exception as error:  # an unreachable host surfaces as a requests error
-            return AirbyteConnectionStatus(
-                status=Status.FAILED,
-                message=f"Could not list segments at {prepared['base_url']}: {type(error).__name__}. "
-                "Check `base_url` and the network.",
-            )
+            if error.failure_type == FailureType.config_error:  # 401, 403: the message names the fix
+                return AirbyteConnectionStatus(status=Status.FAILED, message=error.message or str(error))
+            return self._unreachable(prepared, error.message or str(error))
+        except Exception as error:
+            return self._unreachable(prepared, type(error).__name__)
+        finally:
+            self._config = prepared
         missing = [segment_id for segment_id in wanted if segment_id not in found]
         if missing:
             return AirbyteConnectionStatus(
@@ -62,6 +68,13 @@ class SourceKlaviyoSegments(YamlDeclarativeSource):
                 "Fix or remove them in `segment_ids`.",
             )
         return AirbyteConnectionStatus(status=Status.SUCCEEDED)
+
+    @staticmethod
+    def _unreachable(config: Mapping[str, Any], reason: str) -> AirbyteConnectionStatus:
+        return AirbyteConnectionStatus(
+            status=Status.FAILED,
+            message=f"Could not list segments at {config['base_url']} ({reason.rstrip('.')}): check `base_url` and the network.",
+        )
 
     def _list_segment_ids(self, first_only: bool) -> set[str]:
         segments = next(stream for stream in self.streams(self._config) if stream.name == "segments")

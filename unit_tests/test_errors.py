@@ -191,3 +191,29 @@ def test_bad_config_is_refused_in_one_sentence(overrides: dict[str, Any], expect
     assert status.status == Status.FAILED
     assert expected in (status.message or "")
     assert status.message.count(". ") <= 1 and "Traceback" not in status.message
+
+
+@pytest.mark.parametrize(("remaining", "expected_waits"), [("0", [30.0]), ("3", [])])
+def test_report_calls_wait_out_the_window_only_when_ratelimit_headers_say_it_is_used_up(
+    no_real_sleep: list[float], remaining: str, expected_waits: list[float]
+) -> None:
+    config = km.config()
+    fake = FakeKlaviyo(IDS)
+    with requests_mock.Mocker() as mocker:
+        fake.install(mocker)
+        mocker.post(SERIES_URL, json=fake._series, headers={"RateLimit-Remaining": remaining, "RateLimit-Reset": "30"})
+        output = read(SourceKlaviyoSegments(config=config), config, km.catalog("segment_series", SyncMode.incremental))
+    assert not output.errors
+    assert len(fake.bodies) == 2
+    # Pacing happens before a call, never as a fixed sleep: one wait, before the second window.
+    assert [s for s in no_real_sleep if s >= 1] == pytest.approx(expected_waits, abs=0.5)
+
+
+def test_check_reports_an_unreachable_base_url_within_seconds(no_real_sleep: list[float]) -> None:
+    config = km.config()
+    with requests_mock.Mocker() as mocker:
+        mocker.get(f"{km.BASE_URL}/api/segments", exc=__import__("requests").exceptions.ConnectionError("refused"))
+        status = SourceKlaviyoSegments(config=config).check(logger=__import__("logging").getLogger(), config=config)
+    assert status.status == Status.FAILED
+    assert km.BASE_URL in (status.message or "") and "base_url" in (status.message or "")
+    assert sum(no_real_sleep) < 20
