@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import threading
 import time
 from dataclasses import InitVar, dataclass, field
@@ -33,6 +34,8 @@ from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
 from .constants import MAX_RATE_LIMIT_WAIT_SECONDS
 from .windows import bucket_in_window
+
+LOGGER = logging.getLogger("airbyte")
 
 
 def malformed_response(detail: str) -> AirbyteTracedException:
@@ -208,13 +211,29 @@ class SegmentBatchRetriever(SimpleRetriever):
                 self._batches = list(self.segment_batches.stream_slices())
             return self._batches
 
+    def _log_allowance_spent(self, allowance: ReportCallAllowance) -> None:
+        if not allowance.spent_logged:
+            allowance.spent_logged = True
+            LOGGER.warning(
+                "max_report_requests (%s) reached after %s report calls: the rest is left for the next sync, "
+                "which resumes from the saved state.",
+                allowance.limit,
+                allowance.reserved,
+            )
+
     def read_records(
         self,
         records_schema: Mapping[str, Any],
         stream_slice: StreamSlice | None = None,
     ) -> Iterable[Any]:
         partition = stream_slice or StreamSlice(partition={}, cursor_slice={})
-        for batch in self._segment_batches():
+        batches = self._segment_batches()
+        allowance = ReportCallAllowance.for_sync(self.config)
+        if not allowance.reserve(len(batches)):
+            # Left for the next sync: the state stays at the last window read in full.
+            self._log_allowance_spent(allowance)
+            return
+        for batch in batches:
             batch_slice = StreamSlice(
                 partition={**partition.partition, **batch.partition},
                 cursor_slice=partition.cursor_slice,
@@ -326,3 +345,45 @@ class HeaderPacedBudget(APIBudget):
         except (KeyError, ValueError):
             return
         self.note_limits(remaining, reset_seconds)
+
+
+class ReportCallAllowance:
+    """How many report calls a sync may still make (``max_report_requests``); unlimited if ``None``.
+
+    A partition is read whole or not at all: ``reserve`` grants all of its batches or none, so a
+    window is never half-read (which would move the state past the batches left out).
+
+    >>> allowance = ReportCallAllowance(5)
+    >>> allowance.reserve(3), allowance.reserve(3), allowance.reserve(2)
+    (True, False, True)
+    """
+
+    def __init__(self, limit: int | None) -> None:
+        self.limit = limit
+        self.reserved = 0
+        self.spent_logged = False
+        self._lock = threading.Lock()
+
+    def reserve(self, calls: int) -> bool:
+        with self._lock:
+            if self.limit is not None and self.reserved + calls > self.limit:
+                return False
+            self.reserved += calls
+            return True
+
+    _per_sync: dict[str, ReportCallAllowance] = {}
+    _per_sync_lock = threading.Lock()
+
+    @classmethod
+    def for_sync(cls, config: Mapping[str, Any]) -> ReportCallAllowance:
+        """The one allowance of the sync this config was prepared for: the config itself must stay
+        plain JSON, so it carries the sync's id and the allowance lives here."""
+        derived = config.get("_derived", {})
+        with cls._per_sync_lock:
+            sync_id = derived.get("sync_id", "")
+            if sync_id not in cls._per_sync:
+                cls._per_sync[sync_id] = cls(config.get("max_report_requests"))
+            return cls._per_sync[sync_id]
+
+    def __repr__(self) -> str:
+        return f"ReportCallAllowance(limit={self.limit}, reserved={self.reserved})"

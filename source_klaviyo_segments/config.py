@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import uuid
 from typing import Any, Callable, Mapping
 from urllib.parse import urlparse
 
@@ -129,6 +130,9 @@ def _number_problems(config: Mapping[str, Any]) -> str | None:
     lookback = config.get("lookback_window_days", DEFAULT_LOOKBACK_WINDOW_DAYS)
     if isinstance(lookback, bool) or not isinstance(lookback, int) or lookback < 0:
         return f"`lookback_window_days` is {lookback!r}; use a whole number of days, 0 or more."
+    budget = config.get("max_report_requests")
+    if budget is not None and (isinstance(budget, bool) or not isinstance(budget, int) or budget < 1):
+        return f"`max_report_requests` is {budget!r}; use a whole number of calls, 1 or more, or remove it."
     return None
 
 
@@ -169,6 +173,8 @@ def prepare_config(config: Mapping[str, Any], now: Callable[[], dt.datetime] = _
         "series_end": format_wall_time(end - ONE_SECOND),
         "series_step": SERIES_WINDOW_STEP[interval],
         "series_lookback": lookback_duration(interval, prepared["lookback_window_days"]),
+        # Names this sync's report-call allowance (components.ReportCallAllowance.for_sync).
+        "sync_id": uuid.uuid4().hex,
         "values_timeframes": [t.as_partition() for t in plan_values_timeframes(prepared["values_timeframe"], start, end)],
     }
     return prepared

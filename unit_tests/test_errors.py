@@ -10,6 +10,7 @@ import pytest
 import requests_mock
 from airbyte_cdk.models import ConfiguredAirbyteCatalogSerializer, FailureType, Status, SyncMode
 from airbyte_cdk.test.entrypoint_wrapper import EntrypointOutput, read
+from airbyte_cdk.test.state_builder import StateBuilder
 
 from source_klaviyo_segments import SourceKlaviyoSegments
 from source_klaviyo_segments.run import run
@@ -217,3 +218,35 @@ def test_check_reports_an_unreachable_base_url_within_seconds(no_real_sleep: lis
     assert status.status == Status.FAILED
     assert km.BASE_URL in (status.message or "") and "base_url" in (status.message or "")
     assert sum(no_real_sleep) < 20
+
+
+def test_max_report_requests_ends_the_sync_cleanly_and_the_next_one_finishes() -> None:
+    def sync(state: list[Any] | None) -> tuple[EntrypointOutput, FakeKlaviyo]:
+        config = km.config(start_date="2024-01-01", end_date="2024-06-01", max_report_requests=2)
+        fake = FakeKlaviyo(IDS + [f"X{n:03d}" for n in range(150)])  # 2 batches of ids per window
+        config["segment_ids"] = fake.segment_ids
+        with requests_mock.Mocker() as mocker:
+            fake.install(mocker)
+            catalog = km.catalog("segment_series", SyncMode.incremental)
+            output = read(SourceKlaviyoSegments(config=config, state=state), config, catalog, state)
+        return output, fake
+
+    first, fake = sync(None)
+    assert not first.errors
+    assert len(fake.bodies) == 2  # one whole window (both batches), then the allowance is spent
+    state = first.most_recent_state.stream_state.__dict__
+    assert state == {"date_time": "2024-02-29T00:00:00"}
+    assert "max_report_requests (2) reached" in " ".join(m.log.message for m in first.logs)
+
+    rows = {(r.record.data["segment_id"], r.record.data["date_time"]) for r in first.records}
+    while True:
+        state_messages = StateBuilder().with_stream_state("segment_series", state).build()
+        following, fake = sync(state_messages)
+        assert not following.errors and len(fake.bodies) <= 2
+        rows |= {(r.record.data["segment_id"], r.record.data["date_time"]) for r in following.records}
+        new_state = following.most_recent_state.stream_state.__dict__
+        if new_state == state:
+            break
+        state = new_state
+    assert state == {"date_time": "2024-05-31T00:00:00"}
+    assert len(rows) == 152 * 152  # 152 segments x 152 days (Jan 1 to May 31), none missing
