@@ -21,7 +21,11 @@ setup(
         "pendulum>=3",
     ],
     extras_require={
+        # PyAirbyte (Python < 3.13) and a chart, for `make demo` / `make sync`.
+        "demo": ["airbyte==0.71.3", "matplotlib>=3.8"],
         "tests": [
+            "airbyte==0.71.3",
+            "matplotlib>=3.8",
             "pytest>=8",
             "requests-mock>=1.12",
             "hypothesis>=6.100",
