@@ -77,9 +77,7 @@ def summarize(result: Any) -> list[str]:
         print(f"  {stream:<16} {len(result[stream].to_pandas()):>8,}")
     series = result["segment_series"].to_pandas()
     segments = result["segments"].to_pandas().set_index("id")["name"]
-    movers = (
-        series.groupby("segment_id")["net_members_changed"].sum().sort_values(key=abs, ascending=False).head(5)
-    )
+    movers = series.groupby("segment_id")["net_members_changed"].sum().sort_values(key=abs, ascending=False).head(5)
     print("\nbiggest movers (net members changed)")
     for segment_id, change in movers.items():
         print(f"  {segments.get(segment_id, segment_id):<28} {int(change):>+10,}")

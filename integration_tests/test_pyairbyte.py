@@ -65,7 +65,11 @@ def test_make_demo_syncs_into_duckdb_and_draws_a_chart(tmp_path: Path) -> None:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     done = subprocess.run(
         [sys.executable, "-m", "demo.quickstart", "--chart", str(tmp_path / "chart.png")],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert done.returncode == 0, done.stderr[-3000:]
     assert "biggest movers" in done.stdout
