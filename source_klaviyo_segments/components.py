@@ -212,8 +212,12 @@ class SegmentBatchRetriever(SimpleRetriever):
             return self._batches
 
     def _log_allowance_spent(self, allowance: ReportCallAllowance) -> None:
-        if not allowance.spent_logged:
-            allowance.spent_logged = True
+        if allowance.spent_logged:
+            return
+        allowance.spent_logged = True
+        if allowance.stopped:
+            LOGGER.warning("A report failed: no further report calls in this sync; the next one resumes from the saved state.")
+        else:
             LOGGER.warning(
                 "max_report_requests (%s) reached after %s report calls: the rest is left for the next sync, "
                 "which resumes from the saved state.",
@@ -233,13 +237,19 @@ class SegmentBatchRetriever(SimpleRetriever):
             # Left for the next sync: the state stays at the last window read in full.
             self._log_allowance_spent(allowance)
             return
-        for batch in batches:
-            batch_slice = StreamSlice(
-                partition={**partition.partition, **batch.partition},
-                cursor_slice=partition.cursor_slice,
-            )
-            for record in super().read_records(records_schema, batch_slice):
-                yield self._reassociate_with_original_slice(record, partition)
+        try:
+            for batch in batches:
+                batch_slice = StreamSlice(
+                    partition={**partition.partition, **batch.partition},
+                    cursor_slice=partition.cursor_slice,
+                )
+                for record in super().read_records(records_schema, batch_slice):
+                    yield self._reassociate_with_original_slice(record, partition)
+        except Exception:
+            # A report the sync cannot use (malformed, refused, the daily quota): later windows
+            # would only spend calls that the next sync, resuming from the state, makes again.
+            allowance.stop()
+            raise
 
 
 @dataclass
@@ -348,7 +358,8 @@ class HeaderPacedBudget(APIBudget):
 
 
 class ReportCallAllowance:
-    """How many report calls a sync may still make (``max_report_requests``); unlimited if ``None``.
+    """How many report calls a sync may still make (``max_report_requests``); unlimited if ``None``,
+    none at all once the sync is stopping (``stop``) after a report it could not use.
 
     A partition is read whole or not at all: ``reserve`` grants all of its batches or none, so a
     window is never half-read (which would move the state past the batches left out).
@@ -362,11 +373,16 @@ class ReportCallAllowance:
         self.limit = limit
         self.reserved = 0
         self.spent_logged = False
+        self.stopped = False
         self._lock = threading.Lock()
+
+    def stop(self) -> None:
+        with self._lock:
+            self.stopped = True
 
     def reserve(self, calls: int) -> bool:
         with self._lock:
-            if self.limit is not None and self.reserved + calls > self.limit:
+            if self.stopped or (self.limit is not None and self.reserved + calls > self.limit):
                 return False
             self.reserved += calls
             return True
