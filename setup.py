@@ -22,7 +22,8 @@ setup(
     ],
     extras_require={
         # PyAirbyte (Python < 3.13) and a chart, for `make demo` / `make sync`.
-        "demo": ["airbyte==0.71.3", "matplotlib>=3.8"],
+        # The emulator validates bodies with the official SDK's models, hence klaviyo-api.
+        "demo": ["airbyte==0.71.3", "matplotlib>=3.8", "klaviyo-api==25.0.0"],
         "tests": [
             "airbyte==0.71.3",
             "matplotlib>=3.8",
