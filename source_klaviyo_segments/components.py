@@ -65,6 +65,9 @@ def _segment_id(result: Any) -> str:
     return segment_id
 
 
+_NUMBER_TYPES = (int, float)  # exact types: a bool is not a count
+
+
 def _number(value: Any, where: str) -> Union[int, float]:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise malformed_response(f"{where} is {value!r}, not a number")
@@ -96,11 +99,15 @@ def series_rows(attributes: Mapping[str, Any], statistics: list[str], interval: 
                     f"segment {segment_id}'s {statistic} has {len(column) if isinstance(column, list) else 'no'} "
                     f"values for {len(date_times)} date_times"
                 )
+            # One pass per column, not a call per value: this is the connector's per-row hot path.
+            if not all(type(value) in _NUMBER_TYPES for value in column):
+                index = next(i for i, value in enumerate(column) if type(value) not in _NUMBER_TYPES)
+                _number(column[index], f"segment {segment_id}'s {statistic} at {date_times[index]}")
             columns.append(column)
         for index, date_time in enumerate(date_times):
             row: dict[str, Any] = {"segment_id": segment_id, "interval": interval, "date_time": date_time}
             for statistic, column in zip(statistics, columns, strict=True):
-                row[statistic] = _number(column[index], f"segment {segment_id}'s {statistic} at {date_time}")
+                row[statistic] = column[index]
             yield row
 
 
@@ -189,6 +196,27 @@ class BucketWindowFilter(RecordFilter):
                 yield record
 
 
+class _SliceWithCachedHash(StreamSlice):
+    """A window's slice that hashes once: the cursor looks up every record's slice in a dict, and
+    ``StreamSlice`` re-serializes itself for each hash. Equal to (and hashing like) the original."""
+
+    _hash: int
+
+    @classmethod
+    def of(cls, original: StreamSlice) -> _SliceWithCachedHash:
+        window = cls(
+            partition=original.partition, cursor_slice=original.cursor_slice, extra_fields=original.extra_fields
+        )
+        window._hash = StreamSlice.__hash__(original)
+        return window
+
+    def __hash__(self) -> int:
+        return self._hash
+
+    def __eq__(self, other: Any) -> bool:
+        return StreamSlice.__eq__(self, other)
+
+
 @dataclass
 class SegmentBatchRetriever(SimpleRetriever):
     """Reads one partition once per batch of segments from ``segment_batches``.
@@ -230,7 +258,7 @@ class SegmentBatchRetriever(SimpleRetriever):
         records_schema: Mapping[str, Any],
         stream_slice: StreamSlice | None = None,
     ) -> Iterable[Any]:
-        partition = stream_slice or StreamSlice(partition={}, cursor_slice={})
+        partition = _SliceWithCachedHash.of(stream_slice or StreamSlice(partition={}, cursor_slice={}))
         batches = self._segment_batches()
         allowance = ReportCallAllowance.for_sync(self.config)
         if not allowance.reserve(len(batches)):
