@@ -1,0 +1,1 @@
+"""Benchmarks of source-klaviyo-segments against the Klaviyo emulator: ``python -m bench.run``."""
