@@ -3,6 +3,7 @@
 #   make sync   the same sync with your own secrets/config.json
 #   make test   the whole suite (what CI runs)
 #   make bench  the benchmarks, written to BENCHMARKS.md
+#   make fuzz   the property tests with fresh random examples (make test repeats fixed ones)
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -13,7 +14,7 @@ DEMO_STAMP := $(VENV)/.installed-demo
 export AIRBYTE_OFFLINE_MODE := 1
 export DO_NOT_TRACK := 1
 
-.PHONY: demo sync test lint unit integration bench clean
+.PHONY: demo sync test lint unit integration bench fuzz clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -49,6 +50,9 @@ test: lint
 
 bench: $(TEST_STAMP)
 	$(BIN)/python -m bench.run
+
+fuzz: $(TEST_STAMP)
+	HYPOTHESIS_PROFILE=explore $(BIN)/python -m pytest -q -m hypothesis unit_tests integration_tests
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info .cache demo_output

@@ -3,9 +3,18 @@
 from __future__ import annotations
 
 import functools
+import os
 import subprocess
 
 import pytest
+from hypothesis import settings
+
+# `make test` gives the same verdict on the same commit: each property test draws the examples
+# derived from its name. `make fuzz` (HYPOTHESIS_PROFILE=explore) draws fresh random ones, to hunt
+# for new counterexamples; add each one it finds to a test's explicit cases.
+settings.register_profile("ci", derandomize=True)
+settings.register_profile("explore", derandomize=False, database=None)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 # The CDK's standard connector tests (integration_tests/test_standard_suite.py) need its fixtures.
 pytest_plugins = ["airbyte_cdk.test.standard_tests.pytest_hooks"]

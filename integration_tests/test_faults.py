@@ -379,8 +379,9 @@ def valid_configs(draw: st.DrawFn) -> dict[str, Any]:
         "interval": st.sampled_from(INTERVALS),
         "statistics": st.lists(st.sampled_from(STATISTICS), min_size=1, unique=True),
         "values_timeframe": st.sampled_from([*TIMEFRAME_KEYS, "custom"]),
-        "lookback_window_days": st.integers(0, 400),
-        "max_report_requests": st.integers(1, 1000),
+        # JSON Schema counts 3.0 as an integer too.
+        "lookback_window_days": st.integers(0, 400) | st.integers(0, 400).map(float),
+        "max_report_requests": st.integers(1, 1000) | st.integers(1, 1000).map(float),
         "base_url": st.sampled_from(VALID_BASE_URLS),
     }
     for name, strategy in optional.items():
@@ -389,37 +390,37 @@ def valid_configs(draw: st.DrawFn) -> dict[str, Any]:
     return config
 
 
-def _bad(name: str, values: list[Any], spec_level: bool) -> st.SearchStrategy[tuple[str, Any, bool]]:
-    return st.sampled_from(values).map(lambda value: (name, value, spec_level))
+def _bad(name: str, values: list[Any], spec_level: bool) -> list[tuple[str, Any, bool]]:
+    return [(name, value, spec_level) for value in values]
 
 
 # (field, value, refused by the spec too). Wrong types are all spec-level.
-SIMPLE_MUTATIONS = st.one_of(
-    _bad("start_date", ["2024-13-01", "2024-02-30", "2023-06-31T00:00:00Z", "2024-01-01T25:00:00"], False),
-    _bad("end_date", ["2025-13-01", "2025-02-29", "2025-01-01T24:30:00"], False),
-    _bad("start_date", ["yesterday", "2024/01/01", "01-01-2024", "now", "2024-1-1", "20240101"], True),
-    _bad("end_date", ["tomorrow", "2025.01.01", "31-12-2025"], True),
-    _bad("statistics", [["total_members", "members_total"], ["opens"], ["total_members", "total_members"], []], True),
-    _bad("interval", ["yearly", "Daily", "day", "", "minutely"], True),
-    _bad("values_timeframe", ["last_2_days", "all_time", "LAST_30_DAYS", "", "custom "], True),
-    _bad("segment_ids", [[], ["AbC123", "XyZ789", "AbC123"], [""]], True),
-    _bad("segment_ids", [["  "], ["AbC123", " "]], False),
-    _bad("base_url", ["ftp://127.0.0.1", "127.0.0.1:8000", "not a url", "http://", "file:///tmp/x", "//127.0.0.1/api"], True),
-    _bad("lookback_window_days", [-1, -7, -365], True),
-    _bad("max_report_requests", [0, -1, -225], True),
-    _bad("api_key", ["", 123, ["pk_x"]], True),
-    _bad("api_key", ["   "], False),
+BAD_VALUES: list[tuple[str, Any, bool]] = [
+    *_bad("start_date", ["2024-13-01", "2024-02-30", "2023-06-31T00:00:00Z", "2024-01-01T25:00:00"], False),
+    *_bad("end_date", ["2025-13-01", "2025-02-29", "2025-01-01T24:30:00"], False),
+    *_bad("start_date", ["yesterday", "2024/01/01", "01-01-2024", "now", "2024-1-1", "20240101", "2024-W01"], True),
+    *_bad("end_date", ["tomorrow", "2025.01.01", "31-12-2025", "20250101T000000"], True),
+    *_bad("statistics", [["total_members", "members_total"], ["opens"], ["total_members", "total_members"], []], True),
+    *_bad("interval", ["yearly", "Daily", "day", "", "minutely"], True),
+    *_bad("values_timeframe", ["last_2_days", "all_time", "LAST_30_DAYS", "", "custom "], True),
+    *_bad("segment_ids", [[], ["AbC123", "XyZ789", "AbC123"], [""]], True),
+    *_bad("segment_ids", [["  "], ["AbC123", " "]], False),
+    *_bad("base_url", ["ftp://127.0.0.1", "127.0.0.1:8000", "not a url", "http://", "file:///tmp/x", "//127.0.0.1/api"], True),
+    *_bad("lookback_window_days", [-1, -7, -365], True),
+    *_bad("max_report_requests", [0, -1, -225], True),
+    *_bad("api_key", ["", 123, ["pk_x"]], True),
+    *_bad("api_key", ["   "], False),
     # wrong types
-    _bad("start_date", [20240101, ["2024-01-01"], {"date": "2024-01-01"}], True),
-    _bad("end_date", [True, 2025.5], True),
-    _bad("segment_ids", ["AbC123", [1, 2], {"id": "AbC123"}], True),
-    _bad("interval", [1, ["daily"]], True),
-    _bad("statistics", ["total_members", {"total_members": True}], True),
-    _bad("values_timeframe", [30, {"key": "today"}], True),
-    _bad("lookback_window_days", ["1", 1.5, True], True),
-    _bad("max_report_requests", ["10", 2.5, False], True),
-    _bad("base_url", [42, ["https://a.klaviyo.com"]], True),
-)
+    *_bad("start_date", [20240101, ["2024-01-01"], {"date": "2024-01-01"}], True),
+    *_bad("end_date", [True, 2025.5], True),
+    *_bad("segment_ids", ["AbC123", [1, 2], {"id": "AbC123"}], True),
+    *_bad("interval", [1, ["daily"]], True),
+    *_bad("statistics", ["total_members", {"total_members": True}], True),
+    *_bad("values_timeframe", [30, {"key": "today"}], True),
+    *_bad("lookback_window_days", ["1", 1.5, True], True),
+    *_bad("max_report_requests", ["10", 2.5, False], True),
+    *_bad("base_url", [42, ["https://a.klaviyo.com"]], True),
+]
 
 
 @st.composite
@@ -436,7 +437,7 @@ def invalid_configs(draw: st.DrawFn) -> tuple[dict[str, Any], str, bool]:
         config.pop("start_date", None)
         config["end_date"] = f"{draw(st.dates(dt.date(2019, 1, 1), FIRST_DATA_DAY.date())):%Y-%m-%d}"
         return config, "end_date", False
-    name, value, spec_level = draw(SIMPLE_MUTATIONS)
+    name, value, spec_level = draw(st.sampled_from(BAD_VALUES))
     config[name] = value
     return config, name, spec_level
 
@@ -444,10 +445,7 @@ def invalid_configs(draw: st.DrawFn) -> tuple[dict[str, Any], str, bool]:
 FUZZ = settings(max_examples=50, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
 
 
-@FUZZ
-@given(case=invalid_configs())
-def test_every_invalid_config_is_refused_in_one_sentence(case: tuple[dict[str, Any], str, bool]) -> None:
-    config, broken, spec_level = case
+def _assert_refused_in_one_sentence(config: dict[str, Any], broken: str, spec_level: bool) -> None:
     # Refused before any request is made (or `check` would reach for base_url).
     assert config_problem(prepare_config(config)) is not None, f"not refused: {config}"
     status = SourceKlaviyoSegments(config=config).check(LOGGER, config)
@@ -459,6 +457,18 @@ def test_every_invalid_config_is_refused_in_one_sentence(case: tuple[dict[str, A
         with pytest.raises(AirbyteTracedException) as refused:
             check_config_against_spec_or_exit(config, connector_spec())
         assert refused.value.message
+
+
+@pytest.mark.parametrize(("broken", "value", "spec_level"), BAD_VALUES)
+def test_each_bad_value_is_refused_in_one_sentence(broken: str, value: Any, spec_level: bool) -> None:
+    _assert_refused_in_one_sentence({"api_key": "pk_test", broken: value}, broken, spec_level)
+
+
+@FUZZ
+@given(case=invalid_configs())
+def test_every_invalid_config_is_refused_in_one_sentence(case: tuple[dict[str, Any], str, bool]) -> None:
+    """The bad values above, and impossible ranges, inside otherwise valid configs of every shape."""
+    _assert_refused_in_one_sentence(*case)
 
 
 @FUZZ

@@ -9,10 +9,15 @@ config cannot be used.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import logging
+import pkgutil
+import re
 import uuid
 from typing import Any, Callable, Mapping
 from urllib.parse import urlparse
+
+import yaml
 
 from .constants import (
     CUSTOM_TIMEFRAME,
@@ -46,6 +51,13 @@ def _utc_now() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None, microsecond=0)
 
 
+@functools.cache
+def _spec_pattern(field: str) -> re.Pattern[str]:
+    """The ``pattern`` the spec in ``manifest.yaml`` gives ``field``: the one statement of the date format."""
+    manifest = yaml.safe_load(pkgutil.get_data(__package__, "manifest.yaml") or b"")
+    return re.compile(manifest["spec"]["connection_specification"]["properties"][field]["pattern"])
+
+
 def _parse_date(config: Mapping[str, Any], field: str) -> dt.datetime | None:
     value = config.get(field)
     if value in (None, ""):
@@ -53,6 +65,9 @@ def _parse_date(config: Mapping[str, Any], field: str) -> dt.datetime | None:
     if not isinstance(value, str):
         raise ValueError(f"`{field}` must be a date such as 2024-01-31 or a date-time such as 2024-01-31T00:00:00Z.")
     try:
+        # Python parses more forms (20240131) than the spec admits; refuse what the spec refuses.
+        if not _spec_pattern(field).search(value):
+            raise ValueError(value)
         return wall_time(value)
     except ValueError:
         raise ValueError(
@@ -126,12 +141,27 @@ def _choice_problems(config: Mapping[str, Any]) -> str | None:
     return None
 
 
+def _whole_number(value: Any) -> int | None:
+    """``value`` as an int when it is a whole number: JSON may carry the spec's integers as ``7.0``.
+
+    >>> _whole_number(7.0), _whole_number(7.5), _whole_number(True)
+    (7, None, None)
+    """
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value if isinstance(value, int) else None
+
+
 def _number_problems(config: Mapping[str, Any]) -> str | None:
     lookback = config.get("lookback_window_days", DEFAULT_LOOKBACK_WINDOW_DAYS)
-    if isinstance(lookback, bool) or not isinstance(lookback, int) or lookback < 0:
+    whole_lookback = _whole_number(lookback)
+    if whole_lookback is None or whole_lookback < 0:
         return f"`lookback_window_days` is {lookback!r}; use a whole number of days, 0 or more."
     budget = config.get("max_report_requests")
-    if budget is not None and (isinstance(budget, bool) or not isinstance(budget, int) or budget < 1):
+    whole_budget = _whole_number(budget)
+    if budget is not None and (whole_budget is None or whole_budget < 1):
         return f"`max_report_requests` is {budget!r}; use a whole number of calls, 1 or more, or remove it."
     return None
 
@@ -158,6 +188,9 @@ def prepare_config(config: Mapping[str, Any], now: Callable[[], dt.datetime] = _
     prepared["base_url"] = str(prepared.get("base_url") or DEFAULT_BASE_URL).rstrip("/")
     if config_problem(prepared, now):
         return prepared
+    for field in ("lookback_window_days", "max_report_requests"):
+        if prepared.get(field) is not None:
+            prepared[field] = _whole_number(prepared[field])
     start, end = _resolve_range(prepared, now)
     requested_start = _parse_date(prepared, "start_date")
     if requested_start and requested_start < FIRST_DATA_DAY:

@@ -194,6 +194,15 @@ def test_bad_config_is_refused_in_one_sentence(overrides: dict[str, Any], expect
     assert status.message.count(". ") <= 1 and "Traceback" not in status.message
 
 
+def test_whole_numbers_written_as_floats_are_accepted_as_the_spec_accepts_them() -> None:
+    # JSON Schema counts 2.0 as an integer, so a UI or a script may send it; refusing it would
+    # contradict the spec the user was shown.
+    output, fake = read_series({}, end_date="2024-03-15", lookback_window_days=2.0, max_report_requests=50.0)
+    assert not output.errors, output.errors
+    assert {r.record.data["segment_id"] for r in output.records} == set(IDS)
+    assert len(fake.bodies) == 2  # both windows read: a budget of 50.0 means 50
+
+
 @pytest.mark.parametrize(("remaining", "expected_waits"), [("0", [30.0]), ("3", [])])
 def test_report_calls_wait_out_the_window_only_when_ratelimit_headers_say_it_is_used_up(
     no_real_sleep: list[float], remaining: str, expected_waits: list[float]
