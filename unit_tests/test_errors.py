@@ -73,6 +73,21 @@ def test_a_400_stops_with_klaviyos_detail_as_a_config_error() -> None:
     assert any(e.failure_type == FailureType.config_error and detail in e.message for e in errors), errors
 
 
+@pytest.mark.parametrize("body", [[], None, {"errors": []}, {"errors": [None]}, {"errors": "down"}, "Bad Gateway"])
+def test_error_bodies_of_any_shape_are_retried_or_refused_cleanly(body: Any) -> None:
+    # A proxy or an outage may answer with anything; the error message must not be what breaks.
+    output, _ = read_series({"2024-03-01T00:00:00": [{"status": 503, "json": body}]})
+    assert not output.errors, output.errors
+    assert len(output.records) == 2 * 74
+
+    output, _ = read_series({"2024-01-01T00:00:00": [{"status": 400, "json": body}]})
+    errors = [e.trace.error for e in output.errors]
+    assert any(
+        e.failure_type == FailureType.config_error and e.message == "Klaviyo refused the request (4XX): no detail given"
+        for e in errors
+    ), errors
+
+
 def test_429_waits_what_retry_after_says_then_succeeds(no_real_sleep: list[float]) -> None:
     throttled = {"status": 429, "headers": {"Retry-After": "7"}, "json": klaviyo_error(429, "Request was throttled.")}
     output, _ = read_series({"2024-01-01T00:00:00": [throttled, throttled]})
