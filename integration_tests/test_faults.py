@@ -409,7 +409,7 @@ BAD_VALUES: list[tuple[str, Any, bool]] = [
     *_bad("lookback_window_days", [-1, -7, -365], True),
     *_bad("max_report_requests", [0, -1, -225], True),
     *_bad("api_key", ["", 123, ["pk_x"]], True),
-    *_bad("api_key", ["   "], False),
+    *_bad("api_key", ["   ", "pk_abc def", "pk_abc\npk_def", "pk_abc\x00"], False),
     # wrong types
     *_bad("start_date", [20240101, ["2024-01-01"], {"date": "2024-01-01"}], True),
     *_bad("end_date", [True, 2025.5], True),

@@ -84,6 +84,8 @@ def config_problem(config: Mapping[str, Any], now: Callable[[], dt.datetime] = _
     api_key = config.get("api_key")
     if not isinstance(api_key, str) or not api_key.strip():
         return "`api_key` is empty: paste a Klaviyo private API key with the segments:read scope."
+    if any(character.isspace() or not character.isprintable() for character in api_key.strip()):
+        return "`api_key` has a space, a line break or a control character inside it: paste the key alone."
     checks: list[Callable[[Mapping[str, Any]], str | None]] = [
         _segment_ids_problem,
         _choice_problems,
@@ -181,6 +183,9 @@ def prepare_config(config: Mapping[str, Any], now: Callable[[], dt.datetime] = _
     reported by ``check`` and ``read``, not raised while the source is being built.
     """
     prepared = dict(config)
+    if isinstance(prepared.get("api_key"), str):
+        # A key pasted with a trailing newline would make `requests` refuse the header, quoting it.
+        prepared["api_key"] = prepared["api_key"].strip()
     prepared.setdefault("interval", DEFAULT_INTERVAL)
     prepared.setdefault("statistics", list(STATISTICS))
     prepared.setdefault("values_timeframe", DEFAULT_VALUES_TIMEFRAME)

@@ -16,8 +16,10 @@ def _source(args: list[str]) -> SourceKlaviyoSegments:
     catalog_path = AirbyteEntrypoint.extract_catalog(args)
     state_path = AirbyteEntrypoint.extract_state(args)
     config = SourceKlaviyoSegments.read_config(config_path) if config_path else None
-    if config and isinstance(config.get("api_key"), str):
-        update_secrets([config["api_key"]])
+    api_key = config.get("api_key") if config else None
+    if isinstance(api_key, str) and api_key.strip():
+        # Both forms: the key as typed and as sent (prepare_config strips it).
+        update_secrets([api_key, api_key.strip()])
     return SourceKlaviyoSegments(
         catalog=SourceKlaviyoSegments.read_catalog(catalog_path) if catalog_path else None,
         config=config,

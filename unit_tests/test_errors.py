@@ -175,6 +175,23 @@ def test_the_api_key_never_appears_even_when_klaviyo_echoes_the_request(
     assert km.API_KEY not in printed.out + printed.err
 
 
+def test_a_key_pasted_with_a_line_break_is_sent_trimmed_and_never_printed(
+    tmp_path: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config_path, catalog_path = tmp_path / "config.json", tmp_path / "catalog.json"
+    config_path.write_text(json.dumps(km.config(api_key=f" {km.API_KEY}\n")))
+    catalog_path.write_text(json.dumps(ConfiguredAirbyteCatalogSerializer.dump(km.catalog("segment_series", SyncMode.incremental))))
+    fake = FakeKlaviyo(IDS)
+    with requests_mock.Mocker() as mocker:
+        fake.install(mocker)
+        run(["read", "--config", str(config_path), "--catalog", str(catalog_path)])
+        sent = {r.headers["Authorization"] for r in mocker.request_history}
+    assert sent == {f"Klaviyo-API-Key {km.API_KEY}"}
+    printed = capsys.readouterr()
+    assert '"type": "RECORD"' in printed.out or '"type":"RECORD"' in printed.out
+    assert km.API_KEY not in printed.out + printed.err
+
+
 def test_check_names_missing_segments_and_spends_no_report_call() -> None:
     config = km.config(segment_ids=["SEG001", "GONE99"])
     fake = FakeKlaviyo(["SEG001", "SEG002"])
@@ -199,6 +216,7 @@ def test_check_names_missing_segments_and_spends_no_report_call() -> None:
         ({"values_timeframe": "last_2_days"}, "`values_timeframe`"),
         ({"base_url": "a.klaviyo.com"}, "not an http(s) URL"),
         ({"lookback_window_days": -1}, "`lookback_window_days`"),
+        ({"api_key": "pk_abc def"}, "`api_key` has a space"),
     ],
 )
 def test_bad_config_is_refused_in_one_sentence(overrides: dict[str, Any], expected: str) -> None:
