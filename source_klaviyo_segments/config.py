@@ -100,14 +100,19 @@ def config_problem(config: Mapping[str, Any], now: Callable[[], dt.datetime] = _
 
 
 def _resolve_range(config: Mapping[str, Any], now: Callable[[], dt.datetime]) -> tuple[dt.datetime, dt.datetime]:
+    """The wall-time range to report on: ``start_date`` raised to Klaviyo's first day of data,
+    ``end_date`` (exclusive) lowered to now, since a report call on the future spends quota on nothing."""
     start = _parse_date(config, "start_date") or FIRST_DATA_DAY
     start = max(start, FIRST_DATA_DAY)
-    end = _parse_date(config, "end_date") or now()
-    if end <= start:
+    configured_end = _parse_date(config, "end_date")
+    if configured_end is not None and configured_end <= start:
         raise ValueError(
-            f"`end_date` ({format_wall_time(end)}) must be later than `start_date` ({format_wall_time(start)}), "
+            f"`end_date` ({format_wall_time(configured_end)}) must be later than `start_date` ({format_wall_time(start)}), "
             f"and Klaviyo has no segment data before {FIRST_DATA_DAY:%Y-%m-%d}."
         )
+    end = min(configured_end or now(), now())
+    if end <= start:
+        raise ValueError(f"`start_date` ({format_wall_time(start)}) is in the future: Klaviyo has no segment data for it yet.")
     return start, end
 
 

@@ -3,6 +3,7 @@ quota ends a sync with its finished windows saved, and the API key never leaks."
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from typing import Any
 
@@ -13,6 +14,7 @@ from airbyte_cdk.test.entrypoint_wrapper import EntrypointOutput, read
 from airbyte_cdk.test.state_builder import StateBuilder
 
 from source_klaviyo_segments import SourceKlaviyoSegments
+from source_klaviyo_segments.config import config_problem, prepare_config
 from source_klaviyo_segments.run import run
 from unit_tests import klaviyo_mock as km
 from unit_tests.fake_klaviyo import FakeKlaviyo
@@ -180,7 +182,8 @@ def test_a_key_pasted_with_a_line_break_is_sent_trimmed_and_never_printed(
 ) -> None:
     config_path, catalog_path = tmp_path / "config.json", tmp_path / "catalog.json"
     config_path.write_text(json.dumps(km.config(api_key=f" {km.API_KEY}\n")))
-    catalog_path.write_text(json.dumps(ConfiguredAirbyteCatalogSerializer.dump(km.catalog("segment_series", SyncMode.incremental))))
+    catalog = km.catalog("segment_series", SyncMode.incremental)
+    catalog_path.write_text(json.dumps(ConfiguredAirbyteCatalogSerializer.dump(catalog)))
     fake = FakeKlaviyo(IDS)
     with requests_mock.Mocker() as mocker:
         fake.install(mocker)
@@ -234,6 +237,19 @@ def test_whole_numbers_written_as_floats_are_accepted_as_the_spec_accepts_them()
     assert not output.errors, output.errors
     assert {r.record.data["segment_id"] for r in output.records} == set(IDS)
     assert len(fake.bodies) == 2  # both windows read: a budget of 50.0 means 50
+
+
+def test_an_end_date_in_the_future_spends_no_report_call_on_the_future() -> None:
+    now = lambda: dt.datetime(2024, 3, 10, 12)  # noqa: E731
+    derived = prepare_config(km.config(start_date="2024-01-01", end_date="2030-01-01", values_timeframe="custom"), now)[
+        "_derived"
+    ]
+    assert derived["series_end"] == "2024-03-10T11:59:59"
+    assert [t["request_timeframe"] for t in derived["values_timeframes"]] == [
+        {"start": "2024-01-01T00:00:00", "end": "2024-03-10T11:59:59"}
+    ]
+    problem = config_problem(km.config(start_date="2024-04-01", end_date=None), now)
+    assert problem == "`start_date` (2024-04-01T00:00:00) is in the future: Klaviyo has no segment data for it yet."
 
 
 @pytest.mark.parametrize(("remaining", "expected_waits"), [("0", [30.0]), ("3", [])])

@@ -37,12 +37,14 @@ def months_between(start: dt.datetime, end: dt.datetime) -> int:
 
 
 dates = st.dates(min_value=dt.date(2023, 6, 1), max_value=dt.date(2026, 6, 1))
+# Starts whose ranges (up to 800 days) end before the clock's now, which caps a later end_date.
+past_dates = st.dates(min_value=dt.date(2023, 6, 1), max_value=dt.date(2024, 6, 1))
 
 
 @settings(max_examples=60, deadline=None)
 @given(
     interval=st.sampled_from(["hourly", "daily", "weekly", "monthly"]),
-    start=dates,
+    start=past_dates,
     length_days=st.integers(min_value=1, max_value=800),
     start_hour=st.integers(min_value=0, max_value=23),
 )
