@@ -253,6 +253,18 @@ class SegmentBatchRetriever(SimpleRetriever):
                 allowance.reserved,
             )
 
+    def _cut_short(self, allowance: ReportCallAllowance) -> AirbyteTracedException:
+        """The error that ends a stream which cannot resume, so that its table is not replaced by
+        the part of it read so far (the stream ends incomplete)."""
+        if allowance.stopped:
+            message = f"{self.name} was not read in full: the sync stopped after a report it could not use (see the error above)."
+            return AirbyteTracedException(message=message, failure_type=FailureType.transient_error)
+        message = (
+            f"`max_report_requests` ({allowance.limit}) leaves too few report calls to read {self.name} in full "
+            "in one sync: raise it, or read the stream incrementally if it can be."
+        )
+        return AirbyteTracedException(message=message, failure_type=FailureType.config_error)
+
     def read_records(
         self,
         records_schema: Mapping[str, Any],
@@ -261,7 +273,9 @@ class SegmentBatchRetriever(SimpleRetriever):
         partition = _SliceWithCachedHash.of(stream_slice or StreamSlice(partition={}, cursor_slice={}))
         batches = self._segment_batches()
         allowance = ReportCallAllowance.for_sync(self.config)
-        if not allowance.reserve(len(batches)):
+        if not allowance.reserve(self.name, len(batches)):
+            if self.name not in allowance.resumable:
+                raise self._cut_short(allowance)
             # Left for the next sync: the state stays at the last window read in full.
             self._log_allowance_spent(allowance)
             return
@@ -390,11 +404,17 @@ class ReportCallAllowance:
     none at all once the sync is stopping (``stop``) after a report it could not use.
 
     A partition is read whole or not at all: ``reserve`` grants all of its batches or none, so a
-    window is never half-read (which would move the state past the batches left out).
+    window is never half-read (which would move the state past the batches left out). A stream
+    that cannot resume (full refresh) is granted all its partitions at its first one, or nothing,
+    and a resumable stream leaves those calls to it: a full-refresh table is never replaced by
+    part of itself.
 
-    >>> allowance = ReportCallAllowance(5)
-    >>> allowance.reserve(3), allowance.reserve(3), allowance.reserve(2)
-    (True, False, True)
+    >>> allowance = ReportCallAllowance(6)
+    >>> allowance.plan(resumable={"series"}, whole_partitions={"values": 2})
+    >>> allowance.reserve("series", 2), allowance.reserve("series", 2)  # 4 of 6 kept for values
+    (True, False)
+    >>> allowance.reserve("values", 2), allowance.reserve("values", 2)  # both its partitions at once
+    (True, True)
     """
 
     def __init__(self, limit: int | None) -> None:
@@ -402,15 +422,44 @@ class ReportCallAllowance:
         self.reserved = 0
         self.spent_logged = False
         self.stopped = False
+        self.resumable: set[str] = set()
+        self._whole_partitions: dict[str, int] = {}
+        self._granted_whole: set[str] = set()
         self._lock = threading.Lock()
+
+    def plan(self, resumable: set[str], whole_partitions: dict[str, int]) -> None:
+        """Which streams resume from state if cut short, and how many partitions each full-refresh
+        stream (whose count is known before it starts) must be granted at once."""
+        with self._lock:
+            self.resumable = set(resumable)
+            self._whole_partitions = dict(whole_partitions)
 
     def stop(self) -> None:
         with self._lock:
             self.stopped = True
 
-    def reserve(self, calls: int) -> bool:
+    def _fits(self, calls: int) -> bool:
+        return self.limit is None or self.reserved + calls <= self.limit
+
+    def reserve(self, stream: str, calls: int) -> bool:
+        """Grants ``stream`` the ``calls`` of its next partition (a partition's batches)."""
         with self._lock:
-            if self.stopped or (self.limit is not None and self.reserved + calls > self.limit):
+            if self.stopped:
+                return False
+            if stream in self._granted_whole:
+                return True
+            if stream in self._whole_partitions:
+                needed = self._whole_partitions.pop(stream) * calls
+                if not self._fits(needed):
+                    return False
+                self.reserved += needed
+                self._granted_whole.add(stream)
+                return True
+            # Calls kept for the full-refresh streams still to come, unless they cannot fit anyway.
+            kept = sum(n * calls for n in self._whole_partitions.values())
+            if not self._fits(kept):
+                kept = 0
+            if not self._fits(calls + kept):
                 return False
             self.reserved += calls
             return True

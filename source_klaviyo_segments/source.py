@@ -13,12 +13,16 @@ from airbyte_cdk.models import (
     ConfiguredAirbyteCatalog,
     FailureType,
     Status,
+    SyncMode,
 )
 from airbyte_cdk.sources.declarative.yaml_declarative_source import YamlDeclarativeSource
 from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
-from .components import HeaderPacedBudget
-from .config import FAST_RETRIES, config_problem, prepare_config
+from .components import HeaderPacedBudget, ReportCallAllowance
+from .config import DERIVED, FAST_RETRIES, config_problem, prepare_config
+
+# The full-refresh report stream, whose partitions (timeframes) are known before it starts.
+VALUES_STREAM = "segment_values"
 
 
 class SourceKlaviyoSegments(YamlDeclarativeSource):
@@ -105,4 +109,18 @@ class SourceKlaviyoSegments(YamlDeclarativeSource):
         problem = config_problem(self._config or config)
         if problem:
             raise AirbyteTracedException(message=problem, internal_message=problem, failure_type=FailureType.config_error)
+        self._plan_report_calls(catalog)
         yield from super().read(logger, config, catalog, state)
+
+    def _plan_report_calls(self, catalog: ConfiguredAirbyteCatalog) -> None:
+        """Tells this sync's report-call allowance which streams resume from their state if cut
+        short (incremental ones), and keeps segment_values' calls for it, which cannot."""
+        prepared = self._config or {}
+        selected = {configured.stream.name: configured.sync_mode for configured in catalog.streams}
+        whole_partitions: dict[str, int] = {}
+        if VALUES_STREAM in selected:
+            whole_partitions[VALUES_STREAM] = len(prepared.get(DERIVED, {}).get("values_timeframes", []))
+        ReportCallAllowance.for_sync(prepared).plan(
+            resumable={name for name, mode in selected.items() if mode == SyncMode.incremental},
+            whole_partitions=whole_partitions,
+        )

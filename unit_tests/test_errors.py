@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 import requests_mock
 from airbyte_cdk.models import ConfiguredAirbyteCatalogSerializer, FailureType, Status, SyncMode
+from airbyte_cdk.test.catalog_builder import CatalogBuilder
 from airbyte_cdk.test.entrypoint_wrapper import EntrypointOutput, read
 from airbyte_cdk.test.state_builder import StateBuilder
 
@@ -308,3 +309,47 @@ def test_max_report_requests_ends_the_sync_cleanly_and_the_next_one_finishes() -
         state = new_state
     assert state == {"date_time": "2024-05-31T00:00:00"}
     assert len(rows) == 152 * 152  # 152 segments x 152 days (Jan 1 to May 31), none missing
+
+
+def read_values_and_series(series_mode: SyncMode, max_report_requests: int) -> tuple[EntrypointOutput, FakeKlaviyo]:
+    """segment_values (last_30_days) and segment_series (Jan to May 2024: 3 windows) for 152
+    segments: 2 batches, so values needs 2 report calls and series 6."""
+    fake = FakeKlaviyo(IDS + [f"X{n:03d}" for n in range(150)])
+    config = km.config(
+        start_date="2024-01-01", end_date="2024-06-01", segment_ids=fake.segment_ids, max_report_requests=max_report_requests
+    )
+    catalog = (
+        CatalogBuilder().with_stream("segment_series", series_mode).with_stream("segment_values", SyncMode.full_refresh).build()
+    )
+    with requests_mock.Mocker() as mocker:
+        fake.install(mocker)
+        output = read(SourceKlaviyoSegments(config=config), config, catalog, expecting_exception=True)
+    return output, fake
+
+
+def final_statuses(output: EntrypointOutput) -> dict[str, str]:
+    return {name: output.get_stream_statuses(name)[-1].name for name in ("segment_values", "segment_series")}
+
+
+def test_max_report_requests_keeps_the_calls_a_full_refresh_stream_needs() -> None:
+    # Series is incremental and resumes next sync; values cannot, so its 2 calls are kept for it.
+    output, fake = read_values_and_series(SyncMode.incremental, max_report_requests=4)
+    assert not output.errors, output.errors
+    values = [r for r in output.records if r.record.stream == "segment_values"]
+    assert len({r.record.data["segment_id"] for r in values}) == 152
+    series_calls = [b for b in fake.bodies if b["data"]["type"] == "segment-series-report"]
+    assert len(series_calls) == 2  # one whole window; 2 of the 4 calls went to values
+    assert final_statuses(output) == {"segment_values": "COMPLETE", "segment_series": "COMPLETE"}
+
+
+@pytest.mark.parametrize(
+    ("series_mode", "limit", "cut_short"),
+    [(SyncMode.full_refresh, 4, "segment_series"), (SyncMode.incremental, 1, "segment_values")],
+)
+def test_a_stream_that_cannot_resume_fails_rather_than_end_short(series_mode: SyncMode, limit: int, cut_short: str) -> None:
+    # Ending "cleanly" would let an overwrite destination replace the table with part of it.
+    output, _ = read_values_and_series(series_mode, max_report_requests=limit)
+    errors = [e.trace.error for e in output.errors]
+    expected = f"`max_report_requests` ({limit}) leaves too few report calls to read {cut_short} in full"
+    assert any(e.failure_type == FailureType.config_error and e.message.startswith(expected) for e in errors), errors
+    assert final_statuses(output)[cut_short] == "INCOMPLETE"
