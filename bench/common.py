@@ -69,11 +69,12 @@ def first_bucket(interval: str, start: dt.datetime) -> dt.datetime:
 
 
 def step(interval: str, value: dt.datetime) -> dt.datetime:
-    """The start of the next window: caps of 7 days, 60 days, 52 weeks, 11 calendar months."""
+    """The start of the next window: Klaviyo's caps of 7 days (hourly) and 60 days (daily) less a
+    bucket-aligned margin for a DST fall-back (167 hours, 59 days), 52 weeks, 11 calendar months."""
     if interval == "hourly":
-        return value + dt.timedelta(days=7)
+        return value + dt.timedelta(hours=167)
     if interval == "daily":
-        return value + dt.timedelta(days=60)
+        return value + dt.timedelta(days=59)
     if interval == "weekly":
         return value + dt.timedelta(weeks=52)
     return add_months(value, 11)

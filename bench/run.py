@@ -91,7 +91,7 @@ CALL_WORKLOADS = [
 # Rows per second: a year of 500 segments; the profile: a third of it.
 THROUGHPUT = Workload("daily, 1 year", 500, "daily", *YEAR)
 PROFILED = Workload("daily, 120 days", 500, "daily", dt.datetime(2024, 1, 1), dt.datetime(2024, 4, 30))
-MEMORY_DAYS = (60, 240, 600)
+MEMORY_DAYS = (59, 236, 590)  # 1, 4 and 10 daily windows
 PACE = Workload("daily, 400 days", 250, "daily", dt.datetime(2024, 1, 1), dt.datetime(2025, 2, 4))
 # Truth (the emulator's oracle) is compared row by row up to this many segments.
 TRUTH_MAX_SEGMENTS = 250
@@ -171,7 +171,8 @@ class Bench:
             "Every workload is one `read` of `segment_series` (incremental, no state) by the installed command,",
             "against the in-process emulator without rate limits (`EmulatorConfig(limits=None)`, `now` 2025-03-01 12:00).",
             "The minimum is `ceil(N/100) x windows`, computed in `bench/common.py` independently of the connector:",
-            "daily windows of at most 60 days, hourly 7 days, weekly 52 weeks (from the first Monday on/after",
+            "daily windows of at most 59 days, hourly 167 hours (Klaviyo's 60 days and 7 days, less a margin for a DST",
+            "fall-back), weekly 52 weeks (from the first Monday on/after",
             "the start: 2023-06-05), monthly 11 calendar months. Calls are `emu.report_calls(status=None)` (every",
             "status). Rows are checked exactly once each (`N x buckets`), and against `emu.truth_series` up to",
             f"{TRUTH_MAX_SEGMENTS} segments.",
@@ -719,7 +720,7 @@ def suggestions(micro: dict[str, float]) -> list[str]:
         "   serializers at import time; the connector's own modules are a few ms.",
         "",
         "None of this changes what a sync costs against the real API: a report call is allowed every 30 s and",
-        "carries at most 6,000 rows (100 segments x 60 days), which the connector turns into records in about half",
+        "carries at most 5,900 rows (100 segments x 59 days), which the connector turns into records in about half",
         "a second. The quota, not the CPU, bounds a sync, and the call count is already the minimum.",
     ]
 

@@ -237,7 +237,21 @@ class SegmentBatchRetriever(SimpleRetriever):
                 if self.segment_batches is None:
                     raise ValueError("SegmentBatchRetriever needs `segment_batches`")
                 self._batches = list(self.segment_batches.stream_slices())
+                self._warn_of_missing_segments(self._batches)
+            if self._batches == [] and self.config.get("segment_ids"):
+                # Reading on would close every window empty and move the state past them.
+                message = "None of the `segment_ids` are in the Klaviyo account: fix them, or remove the field."
+                raise AirbyteTracedException(message=message, failure_type=FailureType.config_error)
             return self._batches
+
+    def _warn_of_missing_segments(self, batches: list[StreamSlice]) -> None:
+        """A configured segment that is gone (deleted since setup) is skipped, with a warning."""
+        found = {segment_id for batch in batches for segment_id in batch.partition["segment_id"]}
+        missing = [segment_id for segment_id in self.config.get("segment_ids") or [] if segment_id not in found]
+        if missing:
+            LOGGER.warning(
+                "%s: not in the Klaviyo account, so skipped; remove them from `segment_ids`.", ", ".join(missing)
+            )
 
     def _log_allowance_spent(self, allowance: ReportCallAllowance) -> None:
         if allowance.spent_logged:

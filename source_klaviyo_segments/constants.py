@@ -37,13 +37,16 @@ DEFAULT_INTERVAL: Final = "daily"
 DEFAULT_VALUES_TIMEFRAME: Final = "last_30_days"
 DEFAULT_LOOKBACK_WINDOW_DAYS: Final = 1
 
-# Longest timeframe one series call may ask for, per interval, as an ISO 8601 duration that the
-# CDK's cursor uses as its step. Monthly is documented as "at most 52 weeks"; 11 whole months is
-# the most that always fits (12 months can be 366 days). Weekly is undocumented; 52 weeks is the
-# figure reported by third parties and the same as monthly's cap.
+# Longest timeframe one series call asks for, per interval, as an ISO 8601 duration that the
+# CDK's cursor uses as its step. Klaviyo caps hourly at 7 days and daily at 60 days without saying
+# whether in wall time or elapsed time; a window holding a DST fall-back is an hour longer in
+# elapsed time, so hourly and daily keep an hour (a bucket-aligned day) of margin: a refused window
+# would fail every sync. Monthly is documented as "at most 52 weeks"; 11 whole months is the most
+# that always fits (12 months can be 366 days). Weekly is undocumented; 52 weeks is the figure
+# reported by third parties and the same as monthly's cap (a 52-week window holds both DST changes).
 SERIES_WINDOW_STEP: Final = {
-    "hourly": "P7D",
-    "daily": "P60D",
+    "hourly": "PT167H",
+    "daily": "P59D",
     "weekly": "P52W",
     "monthly": "P11M",
 }

@@ -21,6 +21,9 @@ from unit_tests import klaviyo_mock as km
 from unit_tests.fake_klaviyo import FakeKlaviyo
 
 SERIES_URL = f"{km.BASE_URL}/api/segment-series-reports"
+# Daily windows from 2024-01-01 are 59 days long.
+SECOND_WINDOW = "2024-02-29T00:00:00"
+FIRST_WINDOW_LAST_BUCKET = "2024-02-28T00:00:00"
 IDS = ["SEG001", "SEG002"]
 
 
@@ -33,7 +36,8 @@ def no_real_sleep(monkeypatch: pytest.MonkeyPatch) -> list[float]:
 
 
 def read_series(responses_for_window: dict[str, list[dict[str, Any]]], **overrides: Any) -> tuple[EntrypointOutput, FakeKlaviyo]:
-    """Reads daily series for 2024-01-01..2024-03-15 (two windows); a window whose start is a key of
+    """Reads daily series for 2024-01-01..2024-03-15 (two windows of at most 59 days: the second
+    starts at ``SECOND_WINDOW``); a window whose start is a key of
     ``responses_for_window`` gets those canned responses first, then the fake's real answer."""
     config = km.config(**overrides)
     fake = FakeKlaviyo(IDS)
@@ -45,6 +49,7 @@ def read_series(responses_for_window: dict[str, list[dict[str, Any]]], **overrid
         def answer(request: Any, context: Any) -> Any:
             start = json.loads(request.body)["data"]["attributes"]["timeframe"]["start"]
             if pending.get(start):
+                fake.bodies.append(json.loads(request.body))  # every attempt, answered or not
                 canned = pending[start].pop(0)
                 context.status_code = canned["status"]
                 context.headers.update(canned.get("headers", {}))
@@ -79,7 +84,7 @@ def test_a_400_stops_with_klaviyos_detail_as_a_config_error() -> None:
 @pytest.mark.parametrize("body", [[], None, {"errors": []}, {"errors": [None]}, {"errors": "down"}, "Bad Gateway"])
 def test_error_bodies_of_any_shape_are_retried_or_refused_cleanly(body: Any) -> None:
     # A proxy or an outage may answer with anything; the error message must not be what breaks.
-    output, _ = read_series({"2024-03-01T00:00:00": [{"status": 503, "json": body}]})
+    output, _ = read_series({SECOND_WINDOW: [{"status": 503, "json": body}]})
     assert not output.errors, output.errors
     assert len(output.records) == 2 * 74
 
@@ -102,30 +107,30 @@ def test_429_waits_what_retry_after_says_then_succeeds(no_real_sleep: list[float
 
 def test_5xx_is_retried_with_backoff() -> None:
     failing = {"status": 503, "json": klaviyo_error(503, "MetricServiceRetryableError")}
-    output, _ = read_series({"2024-03-01T00:00:00": [failing, failing, failing]})
+    output, _ = read_series({SECOND_WINDOW: [failing, failing, failing]})
     assert not output.errors
     assert len(output.records) == 2 * 74
 
 
 def test_persistent_5xx_gives_up_after_bounded_retries() -> None:
     failing = {"status": 503, "json": klaviyo_error(503, "MetricServiceRetryableError")}
-    output, fake = read_series({"2024-03-01T00:00:00": [failing] * 50})
+    output, fake = read_series({SECOND_WINDOW: [failing] * 50})
     assert output.errors
-    assert len(fake.bodies) < 2 + 10  # the healthy window, plus at most 9 tries of the failing one
+    assert len(fake.bodies) == 1 + 1 + 5  # the healthy window, then the failing one tried and retried 5 times
 
 
 def test_daily_quota_ends_the_sync_with_finished_windows_saved() -> None:
     quota = {"status": 429, "headers": {"Retry-After": "18000"}, "json": klaviyo_error(429, "Request was throttled.")}
-    output, _ = read_series({"2024-03-01T00:00:00": [quota]}, end_date="2024-03-15")
+    output, _ = read_series({SECOND_WINDOW: [quota]}, end_date="2024-03-15")
     errors = [e.trace.error for e in output.errors]
     assert any(
         e.failure_type == FailureType.transient_error and "daily report quota" in e.message and "5 h 00 min" in e.message
         for e in errors
     ), errors
-    # The first window (Jan 1 to Feb 29) finished for every batch: its newest bucket is the state.
+    # The first window (Jan 1 to Feb 28) finished for every batch: its newest bucket is the state.
     states = [s.state.stream.stream_state.__dict__ for s in output.state_messages]
-    assert {"date_time": "2024-02-29T00:00:00"} in states
-    assert all(s.get("date_time", "") <= "2024-02-29T00:00:00" for s in states)
+    assert {"date_time": FIRST_WINDOW_LAST_BUCKET} in states
+    assert all(s.get("date_time", "") <= FIRST_WINDOW_LAST_BUCKET for s in states)
 
 
 def one_bucket_report(statistics: dict[str, Any]) -> dict[str, Any]:
@@ -148,10 +153,10 @@ ALL_STATISTICS = ("total_members", "members_added", "members_removed", "net_memb
     ids=["missing-statistic", "wrong-length", "not-a-number", "no-results"],
 )
 def test_malformed_reports_stop_the_stream_with_a_clear_error(malformed: dict[str, Any]) -> None:
-    output, _ = read_series({"2024-03-01T00:00:00": [{"status": 200, "json": malformed}]})
+    output, _ = read_series({SECOND_WINDOW: [{"status": 200, "json": malformed}]})
     messages = [e.trace.error.message for e in output.errors]
     assert any("Klaviyo sent a report the connector cannot read" in m for m in messages), messages
-    assert not [r for r in output.records if r.record.data["date_time"].startswith("2024-03")]
+    assert not [r for r in output.records if r.record.data["date_time"] >= SECOND_WINDOW]
 
 
 def test_the_api_key_never_appears_even_when_klaviyo_echoes_the_request(
@@ -294,7 +299,7 @@ def test_max_report_requests_ends_the_sync_cleanly_and_the_next_one_finishes() -
     assert not first.errors
     assert len(fake.bodies) == 2  # one whole window (both batches), then the allowance is spent
     state = first.most_recent_state.stream_state.__dict__
-    assert state == {"date_time": "2024-02-29T00:00:00"}
+    assert state == {"date_time": FIRST_WINDOW_LAST_BUCKET}
     assert "max_report_requests (2) reached" in " ".join(m.log.message for m in first.logs)
 
     rows = {(r.record.data["segment_id"], r.record.data["date_time"]) for r in first.records}
@@ -353,3 +358,44 @@ def test_a_stream_that_cannot_resume_fails_rather_than_end_short(series_mode: Sy
     expected = f"`max_report_requests` ({limit}) leaves too few report calls to read {cut_short} in full"
     assert any(e.failure_type == FailureType.config_error and e.message.startswith(expected) for e in errors), errors
     assert final_statuses(output)[cut_short] == "INCOMPLETE"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "field"),
+    [
+        ({"start_date": "01/01/2025"}, "start_date"),
+        ({"segment_ids": []}, "segment_ids"),
+        ({"lookback_window_days": -1}, "lookback_window_days"),
+        ({"max_report_requests": "2"}, "max_report_requests"),
+        ({"interval": "yearly"}, "interval"),
+    ],
+)
+def test_the_command_line_refuses_a_config_the_spec_refuses_in_the_connectors_words(
+    tmp_path: Any, capsys: pytest.CaptureFixture[str], overrides: dict[str, Any], field: str
+) -> None:
+    # The CDK's own schema messages quote a regex or a bare value, without naming the field.
+    config_path = tmp_path / "config.json"
+    config_path.write_text(json.dumps(km.config(**overrides)))
+    run(["check", "--config", str(config_path)])
+    statuses = [json.loads(line) for line in capsys.readouterr().out.splitlines() if "CONNECTION_STATUS" in line]
+    message = statuses[-1]["connectionStatus"]["message"]
+    assert statuses[-1]["connectionStatus"]["status"] == "FAILED"
+    assert message == config_problem(km.config(**overrides))
+    assert f"`{field}`" in message and "Config validation error" not in message
+
+
+def test_a_segment_gone_from_the_account_is_skipped_with_a_warning() -> None:
+    output, _ = read_series({}, segment_ids=["SEG001", "GONE99"])
+    assert not output.errors, output.errors
+    assert {r.record.data["segment_id"] for r in output.records} == {"SEG001"}
+    warnings = [m.log.message for m in output.logs if m.log.level.name == "WARN"]
+    assert any("GONE99" in w and "`segment_ids`" in w for w in warnings), warnings
+
+
+def test_a_sync_whose_segments_are_all_gone_fails_without_moving_the_state() -> None:
+    output, fake = read_series({}, segment_ids=["GONE98", "GONE99"])
+    messages = [e.trace.error.message for e in output.errors]
+    assert "None of the `segment_ids` are in the Klaviyo account: fix them, or remove the field." in messages
+    assert not fake.bodies
+    states = [s.state.stream.stream_state.__dict__ for s in output.state_messages]
+    assert all(s.get("date_time", "") <= "2024-01-01T00:00:00" for s in states), states  # never past the start

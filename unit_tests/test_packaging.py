@@ -122,6 +122,11 @@ def _spec_messages(stdout: str) -> list[dict[str, Any]]:
 # --- metadata.yaml -------------------------------------------------------------------------------
 
 
+def test_spec_and_metadata_point_to_the_same_docs() -> None:
+    # PyAirbyte and the platform show either one in their errors.
+    assert _manifest()["spec"]["documentation_url"] == _metadata()["data"]["documentationUrl"]
+
+
 def test_metadata_has_every_registry_field() -> None:
     metadata = _metadata()
     assert metadata["metadataSpecVersion"] == "1.0"  # a string, not the float 1.0

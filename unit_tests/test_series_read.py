@@ -15,12 +15,12 @@ def test_daily_series_two_windows_each_bucket_once() -> None:
         ids = ["SEG001", "SEG002"]
         # Klaviyo reads `end` inclusively: each answer carries the bucket that starts at `end`'s day.
         http.post(
-            km.series_request(ids, "2024-01-01T00:00:00", "2024-02-29T23:59:59"),
-            km.series_response(ids, km.day_range("2024-01-01", "2024-02-29")),
+            km.series_request(ids, "2024-01-01T00:00:00", "2024-02-28T23:59:59"),
+            km.series_response(ids, km.day_range("2024-01-01", "2024-02-28")),
         )
         http.post(
-            km.series_request(ids, "2024-03-01T00:00:00", "2024-03-14T23:59:59"),
-            km.series_response(ids, km.day_range("2024-03-01", "2024-03-14")),
+            km.series_request(ids, "2024-02-29T00:00:00", "2024-03-14T23:59:59"),
+            km.series_response(ids, km.day_range("2024-02-29", "2024-03-14")),
         )
         source = SourceKlaviyoSegments(config=config)
         output = read(source, config, km.catalog("segment_series", SyncMode.incremental))

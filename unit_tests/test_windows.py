@@ -7,7 +7,9 @@ from __future__ import annotations
 import datetime as dt
 import math
 from typing import Any
+from zoneinfo import ZoneInfo
 
+import pytest
 from airbyte_cdk.test.state_builder import StateBuilder
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -17,7 +19,10 @@ from source_klaviyo_segments.windows import floor_to_bucket, plan_values_timefra
 from unit_tests import klaviyo_mock as km
 
 SECOND = dt.timedelta(seconds=1)
-DAY_CAPS = {"hourly": 7, "daily": 60, "weekly": 364}
+# The longest window planned per interval: Klaviyo's documented caps (7 days hourly, 60 days
+# daily) less one bucket-aligned margin for a DST fall-back; weekly is 52 weeks.
+WINDOW_CAPS = {"hourly": dt.timedelta(hours=167), "daily": dt.timedelta(days=59), "weekly": dt.timedelta(weeks=52)}
+KLAVIYO_CAPS = {"hourly": dt.timedelta(days=7), "daily": dt.timedelta(days=60)}
 
 
 def windows(config: dict[str, Any], state: dict[str, Any] | None = None) -> list[tuple[dt.datetime, dt.datetime]]:
@@ -76,14 +81,35 @@ def test_windows_tile_the_range_within_caps_aligned_to_buckets(
             assert months_between(window_start, window_end) <= 11
             assert window_end - window_start <= dt.timedelta(weeks=52)
         else:
-            assert window_end - window_start <= dt.timedelta(days=DAY_CAPS[interval])
+            assert window_end - window_start <= WINDOW_CAPS[interval]
     # As few as the caps allow.
     if interval == "monthly":
         assert len(planned) == math.ceil(months_between(aligned_start, end - SECOND) / 11 + 1e-9) or len(planned) == max(
             1, math.ceil((months_between(aligned_start, end - SECOND) + 1) / 11)
         )
     else:
-        assert len(planned) == math.ceil((end - aligned_start) / dt.timedelta(days=DAY_CAPS[interval]))
+        assert len(planned) == math.ceil((end - aligned_start) / WINDOW_CAPS[interval])
+
+
+def elapsed_at_most(zone: ZoneInfo, start: dt.datetime, last_second: dt.datetime) -> dt.timedelta:
+    """The longest real time from ``start`` to ``last_second`` (company wall times) in ``zone``,
+    reading an ambiguous wall time at the fall-back the way that makes it longest."""
+    earliest = start.replace(tzinfo=zone, fold=0).astimezone(dt.timezone.utc)
+    latest = last_second.replace(tzinfo=zone, fold=1).astimezone(dt.timezone.utc)
+    return latest - earliest
+
+
+@pytest.mark.parametrize("zone", ["America/New_York", "Europe/London", "Australia/Sydney", "Asia/Kolkata"])
+@pytest.mark.parametrize(
+    ("interval", "start", "end"),
+    [("hourly", "2024-03-25", "2024-04-20"), ("hourly", "2024-10-20", "2024-11-15"), ("daily", "2023-06-01", "2025-06-01")],
+)
+def test_windows_fit_klaviyos_caps_in_elapsed_time_across_dst(zone: str, interval: str, start: str, end: str) -> None:
+    # Klaviyo does not say whether its caps are wall or elapsed time; a refused window would fail
+    # every sync, so each window must fit either way, whatever the company's zone.
+    for window_start, window_end in windows(km.config(interval=interval, start_date=start, end_date=end)):
+        request_length = elapsed_at_most(ZoneInfo(zone), window_start, window_end - SECOND)
+        assert request_length <= KLAVIYO_CAPS[interval], (window_start, window_end, request_length)
 
 
 @settings(max_examples=40, deadline=None)

@@ -13,7 +13,8 @@ Choices made where Klaviyo's documentation is silent (the harsher reading where 
   months before the current one.
 - "No data before 2023-06-01" is enforced for custom timeframes; keys reaching earlier are answered
   (hours before then are 0). Interval caps (hourly 7 days, daily 60 days, weekly/monthly 52 weeks)
-  apply to keys and custom timeframes alike, measured as end - start in wall time.
+  apply to keys and custom timeframes alike, measured as end - start in elapsed time in the company
+  zone (the harsher reading: a window holding a DST fall-back is an hour longer than its wall times).
 - Series and values calls share one rate-limit quota (RateLimits.shared_report_quota); throttled calls
   consume none. Windows are fixed, aligned to the emulator's start on the injected clock.
 - UTC offset changes are assumed to be whole hours (all US/EU zones; not Lord Howe).

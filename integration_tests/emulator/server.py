@@ -415,7 +415,7 @@ class Emulator:
         self._check_content_type(request.headers)
         bucket = SERIES_BUCKET if endpoint == "series" else VALUES_BUCKET
         decision = self._admit(bucket, faults, report=True)
-        report = validate_report(endpoint, request.body, self.now_wall())
+        report = validate_report(endpoint, request.body, self.now_wall(), self.data.time.instant)
         if self._draw(faults.fail_rate):
             raise ApiError(503, "service_unavailable", "Service unavailable.",
                            "MetricServiceRetryableError: the reporting service is temporarily unavailable. "

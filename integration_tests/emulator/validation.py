@@ -10,7 +10,7 @@ import json
 import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Union
+from typing import Any, Callable, Union
 
 from openapi_client.models.segment_series_request_dto import SegmentSeriesRequestDTO
 from openapi_client.models.segment_values_request_dto import SegmentValuesRequestDTO
@@ -319,9 +319,12 @@ def _check_timeframe(timeframe: dict[str, Any], now_wall: datetime) -> tuple[str
     raise invalid(f"timeframe must be {{'key': ...}} or {{'start': ..., 'end': ...}}: {problem}.", pointer)
 
 
-def _check_interval_cap(interval: str, start: datetime, end: datetime) -> None:
+def _check_interval_cap(interval: str, start: datetime, end: datetime, instant: Callable[[datetime], float] | None) -> None:
     cap, label = INTERVAL_CAPS[interval]
-    if end - start > cap:
+    # The harsher reading, as for `end`: the cap is elapsed time in the company's zone, so a window
+    # holding a DST fall-back is an hour longer than its wall times say.
+    elapsed = timedelta(seconds=instant(end) - instant(start)) if instant else end - start
+    if elapsed > cap:
         raise invalid(
             f"If {interval} is used, the timeframe cannot be longer than {label}; "
             f"requested {start.isoformat()} to {end.isoformat()}.",
@@ -329,8 +332,11 @@ def _check_interval_cap(interval: str, start: datetime, end: datetime) -> None:
         )
 
 
-def validate_report(kind: str, raw: bytes, now_wall: datetime) -> ReportRequest:
-    """Validate a report body for endpoint `kind` ("series"/"values") at company wall time `now_wall`.
+def validate_report(
+    kind: str, raw: bytes, now_wall: datetime, instant: Callable[[datetime], float] | None = None
+) -> ReportRequest:
+    """Validate a report body for endpoint `kind` ("series"/"values") at company wall time `now_wall`;
+    `instant` turns a company wall time into POSIX time, to measure interval caps in elapsed time.
 
     Returns the normalized request; raises ApiError(400) naming the first problem found.
     """
@@ -348,7 +354,7 @@ def validate_report(kind: str, raw: bytes, now_wall: datetime) -> ReportRequest:
     key, start, end = _check_timeframe(timeframe, now_wall)
     interval: str | None = attributes.get("interval") if kind == "series" else None
     if interval is not None:
-        _check_interval_cap(interval, start, end)
+        _check_interval_cap(interval, start, end, instant)
     text = attributes.get("filter")
     ids = report_filter_ids(text) if text is not None else None
     return ReportRequest(kind, statistics, interval, timeframe, key, start, end, key is None, ids)
