@@ -93,21 +93,28 @@ def chart(result: Any, segment_ids: list[str], path: Path) -> None:
 
     series = result["segment_series"].to_pandas()
     names = result["segments"].to_pandas().set_index("id")["name"]
-    figure, (totals, weekly) = plt.subplots(2, 1, figsize=(10, 7.5), sharex=True, height_ratios=[3, 2])
-    for segment_id in segment_ids:
+    # One panel per segment, each on its own scale: totals differ by orders of magnitude, and on a
+    # shared axis every curve would look flat.
+    figure, panels = plt.subplots(
+        len(segment_ids) + 1, 1, figsize=(10, 2.2 * (len(segment_ids) + 1)), sharex=True, squeeze=False
+    )
+    weekly = panels[-1][0]
+    for index, ((totals,), segment_id) in enumerate(zip(panels[:-1], segment_ids, strict=True)):
         rows = series[series["segment_id"] == segment_id].copy()
         rows["day"] = rows["date_time"].str.slice(0, 10).map(dt.date.fromisoformat)
         rows = rows.sort_values("day")
         label = names.get(segment_id, segment_id)
-        totals.plot(rows["day"], rows["total_members"], label=label, linewidth=1.6)
-        weekly.plot(rows["day"], rows["net_members_changed"].rolling(7).sum(), label=label, linewidth=1.0)
-    totals.set_title("Klaviyo segments: the five biggest movers")
-    totals.set_ylabel("total members")
-    weekly.set_ylabel("net change, last 7 days")
+        color = f"C{index}"  # each panel would restart the colour cycle
+        totals.plot(rows["day"], rows["total_members"], linewidth=1.6, color=color)
+        totals.set_title(label, fontsize=9, loc="left")
+        totals.set_ylabel("total members", fontsize=8)
+        weekly.plot(rows["day"], rows["net_members_changed"].rolling(7).sum(), label=label, linewidth=1.0, color=color)
+        totals.grid(alpha=0.3)
+    figure.suptitle("Klaviyo segments: the five biggest movers")
+    weekly.set_ylabel("net change, last 7 days", fontsize=8)
     weekly.axhline(0, color="black", linewidth=0.6)
-    for axes in (totals, weekly):
-        axes.grid(alpha=0.3)
-    totals.legend(loc="best", fontsize=8)
+    weekly.grid(alpha=0.3)
+    weekly.legend(loc="best", fontsize=7)
     figure.autofmt_xdate()
     figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)

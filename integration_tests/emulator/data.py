@@ -7,7 +7,8 @@ Data model (all per segment, company-local time, data starting DATA_START = 2023
   has 23 or 25 of them, and the repeated fall-back hour appears twice with different offsets.
 - members_added(h) and members_removed(h) are small non-negative ints: bytes of
   random.Random(f"{seed}:{segment_id}:{h // 1024}").randbytes(1024) (one byte string for added, the
-  next for removed) mapped through a per-segment table (a share of hours is 0, the rest 1..max).
+  next for removed) mapped through a per-segment table (a share of hours is 0, the rest 1..max);
+  a block's members_added is then zeroed (a quiet spell) or doubled (a campaign) by its mood.
   Segments cycle through growing / shrinking / steady profiles; inactive segments never change.
   Hours before DATA_START are 0.
 - net_members_changed = members_added - members_removed (summed over a bucket).
@@ -188,6 +189,7 @@ class CompanyTime:
 _ADJECTIVES = ("Engaged", "Lapsed", "VIP", "New", "Churn-risk", "Repeat", "Window", "Loyal", "Dormant")
 _NOUNS = ("Subscribers", "Buyers", "Browsers", "Openers", "Clickers", "Members", "Shoppers")
 _PROFILES = ("growing", "shrinking", "steady")
+_DOUBLED = bytes(min(255, 2 * v) for v in range(256))  # a campaign block's hourly joins
 _HORIZON_HOURS = int((HORIZON_END - DATA_START).total_seconds() // 3600) + 48
 
 
@@ -304,10 +306,19 @@ class SegmentSeries:
         self._lock = threading.RLock()
 
     def _generate(self, block: int) -> tuple[bytes, bytes]:
-        """Raw (added, removed) counts of hours [block*1024, (block+1)*1024)."""
+        """Raw (added, removed) counts of hours [block*1024, (block+1)*1024).
+
+        Each block (about six weeks) has a mood, so that growth curves bend like real ones: a quiet
+        spell when nobody joins, a campaign when twice as many do, or an ordinary stretch. Removals
+        are never raised, so `base` still keeps every total above zero."""
         rng = random.Random(f"{self._seed}:{self.segment.id}:{block}")
         added = rng.randbytes(BLOCK_HOURS).translate(self.segment.add_table)
         removed = rng.randbytes(BLOCK_HOURS).translate(self.segment.remove_table)
+        mood = rng.random()
+        if mood < 0.25:
+            added = bytes(BLOCK_HOURS)
+        elif mood < 0.45:
+            added = added.translate(_DOUBLED)
         return added, removed
 
     def block(self, block: int) -> tuple[bytes, bytes]:
