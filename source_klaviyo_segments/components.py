@@ -333,12 +333,18 @@ class RetryAfterBackoff(BackoffStrategy):
             return None
         if wait > float(self.max_waiting_time_in_seconds):
             retry_at = dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=wait)
+            response = response_or_exception
+            # Only report calls have a daily quota; any other long wait is said as it is.
+            quota = response.status_code == 429 and HeaderPacedBudget.is_report_call(response.request)
+            what = "Klaviyo's daily report quota is used up; it frees up" if quota else (
+                f"Klaviyo asked the connector ({response.status_code}) to come back"
+            )
             raise AirbyteTracedException(
                 message=(
-                    f"Klaviyo's daily report quota is used up; it frees up in {_duration(wait)} "
-                    f"(at {retry_at:%Y-%m-%d %H:%M} UTC). Run the sync again then: it resumes from the last saved window."
+                    f"{what} in {_duration(wait)} (at {retry_at:%Y-%m-%d %H:%M} UTC). "
+                    "Run the sync again then: it resumes from the last saved window."
                 ),
-                internal_message=f"429 with Retry-After: {header}",
+                internal_message=f"{response.status_code} with Retry-After: {header}",
                 failure_type=FailureType.transient_error,
             )
         return max(wait, 0.0)

@@ -133,6 +133,14 @@ def test_daily_quota_ends_the_sync_with_finished_windows_saved() -> None:
     assert all(s.get("date_time", "") <= FIRST_WINDOW_LAST_BUCKET for s in states)
 
 
+def test_a_long_retry_after_on_a_503_is_not_called_the_daily_quota() -> None:
+    outage = {"status": 503, "headers": {"Retry-After": "18000"}, "json": klaviyo_error(503, "Maintenance.")}
+    output, _ = read_series({SECOND_WINDOW: [outage]})
+    messages = [e.trace.error.message for e in output.errors]
+    assert any(m.startswith("Klaviyo asked the connector (503) to come back in 5 h 00 min") for m in messages), messages
+    assert not any("quota" in m for m in messages), messages
+
+
 def one_bucket_report(statistics: dict[str, Any]) -> dict[str, Any]:
     """A series report for one bucket of SEG001 carrying ``statistics`` as given."""
     results = [{"groupings": {"segment_id": "SEG001"}, "statistics": statistics}]
