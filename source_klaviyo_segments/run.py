@@ -7,13 +7,11 @@ from collections.abc import Sequence
 from typing import Any, Mapping
 
 from airbyte_cdk.entrypoint import PRINT_BUFFER, AirbyteEntrypoint
-from airbyte_cdk.models import ConnectorSpecification, FailureType
+from airbyte_cdk.models import ConnectorSpecification
 from airbyte_cdk.sources.utils.schema_helpers import split_config
 from airbyte_cdk.utils.airbyte_secrets_utils import filter_secrets, update_secrets
-from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
-from .config import config_problem
-from .source import SourceKlaviyoSegments
+from .source import SourceKlaviyoSegments, refuse_unusable_config
 
 
 class KlaviyoSegmentsEntrypoint(AirbyteEntrypoint):
@@ -24,9 +22,7 @@ class KlaviyoSegmentsEntrypoint(AirbyteEntrypoint):
     @staticmethod
     def validate_connection(source_spec: ConnectorSpecification, config: Mapping[str, Any]) -> None:
         connector_config, _ = split_config(config)
-        problem = config_problem(connector_config)
-        if problem:
-            raise AirbyteTracedException(message=problem, internal_message=problem, failure_type=FailureType.config_error)
+        refuse_unusable_config(connector_config)
         AirbyteEntrypoint.validate_connection(source_spec, config)
 
 

@@ -25,6 +25,13 @@ from .config import DERIVED, FAST_RETRIES, config_problem, prepare_config
 VALUES_STREAM = "segment_values"
 
 
+def refuse_unusable_config(config: Mapping[str, Any]) -> None:
+    """Raises ``config_problem``'s one sentence as a config error, if it has one."""
+    problem = config_problem(config)
+    if problem:
+        raise AirbyteTracedException(message=problem, internal_message=problem, failure_type=FailureType.config_error)
+
+
 class SourceKlaviyoSegments(YamlDeclarativeSource):
     def __init__(
         self,
@@ -95,9 +102,7 @@ class SourceKlaviyoSegments(YamlDeclarativeSource):
         return super().discover(logger, config)
 
     def _refuse_unusable_config(self, config: Mapping[str, Any]) -> None:
-        problem = config_problem(self._config or config)
-        if problem:
-            raise AirbyteTracedException(message=problem, internal_message=problem, failure_type=FailureType.config_error)
+        refuse_unusable_config(self._config or config)
 
     def read(
         self,
@@ -106,9 +111,7 @@ class SourceKlaviyoSegments(YamlDeclarativeSource):
         catalog: ConfiguredAirbyteCatalog,
         state: List[AirbyteStateMessage] | None = None,
     ) -> Iterator[AirbyteMessage]:
-        problem = config_problem(self._config or config)
-        if problem:
-            raise AirbyteTracedException(message=problem, internal_message=problem, failure_type=FailureType.config_error)
+        self._refuse_unusable_config(config)
         self._plan_report_calls(catalog)
         yield from super().read(logger, config, catalog, state)
 
