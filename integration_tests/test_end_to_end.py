@@ -141,18 +141,3 @@ def test_the_api_key_never_leaves_the_process_even_when_klaviyo_echoes_it(emulat
         assert any(secret in (call.headers.get("Authorization") or "") for call in emulator.calls)  # it was sent
         assert secret not in json.dumps(run.messages) and secret not in run.stderr
         assert run.errors() or run.of("CONNECTION_STATUS")
-
-
-def test_at_klaviyos_pace_the_headers_prevent_every_429(tmp_path: Path) -> None:
-    from integration_tests.conftest import NOW
-    from integration_tests.emulator import EmulatorConfig, RateLimits
-
-    # Klaviyo's limits (burst 1/s, steady 2/min, 225/day) with time running 30 times faster.
-    with Emulator(EmulatorConfig(segments=10, now=NOW, limits=RateLimits.klaviyo(time_scale=30))) as emu:
-        config = config_for(emu, start_date="2024-01-01", end_date="2025-02-04")
-        run = run_connector(tmp_path, "read", config, [("segment_series", "incremental")])
-        assert run.returncode == 0, run.errors()
-        statuses = [call.status for call in emu.report_calls(status=None)]
-        assert statuses == [200] * 7
-        truth = emu.truth_series("daily", dt.datetime(2024, 1, 1), dt.datetime(2025, 2, 4))
-        assert series_by_key(run.records("segment_series")) == truth

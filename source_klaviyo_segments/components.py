@@ -7,7 +7,7 @@
 - ``TimeframeFields``: stamps a values row with the timeframe it was asked for.
 - ``BucketWindowFilter``: keeps a bucket only if it starts inside the window that asked for it.
 - ``RetryAfterBackoff``: waits what a 429 asks, or ends the sync when it asks for the daily quota.
-- ``HeaderPacedBudget``: holds report calls back when Klaviyo's ``RateLimit-*`` headers say the window is used up.
+- ``ReportPacer``: spaces report calls within Klaviyo's burst and steady limits before they are sent.
 """
 
 from __future__ import annotations
@@ -335,7 +335,7 @@ class RetryAfterBackoff(BackoffStrategy):
             retry_at = dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=wait)
             response = response_or_exception
             # Only report calls have a daily quota; any other long wait is said as it is.
-            quota = response.status_code == 429 and HeaderPacedBudget.is_report_call(response.request)
+            quota = response.status_code == 429 and ReportPacer.is_report_call(response.request)
             what = "Klaviyo's daily report quota is used up; it frees up" if quota else (
                 f"Klaviyo asked the connector ({response.status_code}) to come back"
             )
@@ -356,26 +356,47 @@ def _duration(seconds: float) -> str:
     return f"{hours} h {minutes:02d} min" if hours else f"{minutes} min"
 
 
-class HeaderPacedBudget(APIBudget):
-    """Paces report calls from Klaviyo's own ``RateLimit-Remaining`` / ``RateLimit-Reset``.
+class ReportPacer(APIBudget):
+    """Spaces report calls so that they stay within Klaviyo's published limits *before* they are
+    sent, instead of learning them from 429s.
 
-    After a response says no calls remain in the window, the next report call waits the
-    ``RateLimit-Reset`` seconds (Klaviyo sends seconds from now, where the CDK's
-    ``HttpAPIBudget`` expects an epoch time). Nothing else is slowed down: with headers that
-    allow more calls, or none at all, calls go out at once, so the pace is whatever the server
-    allows. A 429 that still happens is waited out by the error handler (``Retry-After``).
+    - Burst (1 call a second): a report call goes out at least ``burst_gap_seconds`` after the
+      start of the previous one.
+    - Steady (2 calls per fixed minute): after an answer whose ``RateLimit-Remaining`` is 0, the
+      next report call waits the ``RateLimit-Reset`` seconds it named (Klaviyo sends seconds from
+      now; the CDK's ``HttpAPIBudget`` reads that header as an epoch time, hence this class).
+    - A 429 uses up no slot: its ``Retry-After`` is waited out by the error handler
+      (``RetryAfterBackoff``), the remaining count is forgotten, and the next answer's headers set
+      it again.
 
-    >>> budget = HeaderPacedBudget(clock=lambda: 100.0, sleep=print)
-    >>> budget.note_limits(remaining=0, reset_seconds=30)
-    >>> budget.wait_for_report_slot()
-    30.0
+    Nothing is paced until the server shows that it limits report calls (a ``RateLimit-*`` header
+    or a 429): Klaviyo always does, and a stand-in without limits is then read at full speed.
+    Other requests (``GET /api/segments``, ``GET /api/accounts``) are never held back.
+
+    >>> clock = iter([0.0, 0.0, 0.4, 0.4, 0.4, 1.0]).__next__
+    >>> pacer = ReportPacer(clock=clock, sleep=lambda s: print(f"sleep {s:.1f}"))
+    >>> pacer.wait_for_report_slot()  # the first call goes at once
+    >>> pacer.note_limits(remaining=1, reset_seconds=40)
+    >>> pacer.wait_for_report_slot()  # 0.4 s after the first one started: the burst limit holds it
+    sleep 0.6
     """
 
-    def __init__(self, clock: Callable[[], float] | None = None, sleep: Callable[[float], Any] | None = None) -> None:
+    # Above this, a wait is worth a line in the log: a person should know why nothing moves.
+    LOGGED_WAIT_SECONDS = 5.0
+
+    def __init__(
+        self,
+        clock: Callable[[], float] | None = None,
+        sleep: Callable[[float], Any] | None = None,
+        burst_gap_seconds: float = 1.0,
+    ) -> None:
         super().__init__(policies=[])
         # Looked up at call time, so tests that fake time.sleep / time.monotonic reach these too.
         self.clock: Callable[[], float] = clock or (lambda: time.monotonic())
         self.sleep: Callable[[float], Any] = sleep or (lambda seconds: time.sleep(seconds))
+        self.burst_gap_seconds = burst_gap_seconds
+        self._limited = False
+        self._last_start: float | None = None
         self._remaining: int | None = None
         self._reset_at = 0.0
         self._lock = threading.Lock()
@@ -386,20 +407,43 @@ class HeaderPacedBudget(APIBudget):
         return path.endswith("-reports")
 
     def note_limits(self, remaining: int, reset_seconds: float) -> None:
+        """What an answer's ``RateLimit-Remaining`` / ``RateLimit-Reset`` headers said."""
         with self._lock:
+            self._limited = True
             self._remaining = remaining
             self._reset_at = self.clock() + reset_seconds
 
-    def wait_for_report_slot(self) -> None:
+    def note_throttled(self) -> None:
+        """A 429: the attempt counts for nothing; the next answer's headers tell the truth."""
         with self._lock:
-            wait = self._reset_at - self.clock() if self._remaining is not None and self._remaining <= 0 else 0.0
+            self._limited = True
+            self._remaining = None
+
+    def next_slot_wait(self, now: float) -> tuple[float, str]:
+        """How long a report call starting at ``now`` must wait, and why ("" when it need not)."""
+        if not self._limited:
+            return 0.0, ""
+        steady = self._reset_at - now if self._remaining is not None and self._remaining <= 0 else 0.0
+        burst = self._last_start + self.burst_gap_seconds - now if self._last_start is not None else 0.0
+        if steady >= burst and steady > 0:
+            return steady, "Klaviyo's report calls for this minute are used up (2 a minute)"
+        if burst > 0:
+            return burst, "Klaviyo allows 1 report call a second"
+        return 0.0, ""
+
+    def wait_for_report_slot(self) -> None:
+        # Sleeping under the lock holds back every other report call too: none may go out early.
+        with self._lock:
+            wait, why = self.next_slot_wait(self.clock())
+            if wait > 0:
+                if wait > self.LOGGED_WAIT_SECONDS:
+                    LOGGER.info("Waiting %.0f s before the next report call: %s.", wait, why)
+                self.sleep(wait)
+                if self._remaining is not None and self._remaining <= 0:
+                    self._remaining = None  # a new window: unknown until its first answer
+            self._last_start = self.clock()
             if self._remaining is not None:
                 self._remaining -= 1
-            if wait > 0:
-                # Sleeping under the lock holds back every other report call too: none may go out
-                # before the window resets.
-                self.sleep(wait)
-                self._remaining = None
 
     def acquire_call(self, request: Any, block: bool = True, timeout: float | None = None) -> None:
         if self.is_report_call(request):
@@ -409,7 +453,10 @@ class HeaderPacedBudget(APIBudget):
         return None
 
     def update_from_response(self, request: Any, response: Any) -> None:
-        if not self.is_report_call(request) or not isinstance(response, requests.Response) or not response.ok:
+        if not self.is_report_call(request) or not isinstance(response, requests.Response):
+            return
+        if response.status_code == 429:
+            self.note_throttled()
             return
         try:
             remaining = int(response.headers["RateLimit-Remaining"])

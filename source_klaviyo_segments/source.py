@@ -18,7 +18,7 @@ from airbyte_cdk.models import (
 from airbyte_cdk.sources.declarative.yaml_declarative_source import YamlDeclarativeSource
 from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
-from .components import HeaderPacedBudget, ReportCallAllowance
+from .components import ReportCallAllowance, ReportPacer
 from .config import DERIVED, FAST_RETRIES, config_problem, prepare_config
 
 # The full-refresh report stream, whose partitions (timeframes) are known before it starts.
@@ -47,9 +47,10 @@ class SourceKlaviyoSegments(YamlDeclarativeSource):
             state=state,
             config_path=config_path,
         )
-        # The manifest's HTTPAPIBudget reads RateLimit-Reset as an epoch time; Klaviyo sends
-        # seconds. Every requester built from here on shares this budget instead.
-        self._constructor._api_budget = HeaderPacedBudget()
+        # The CDK's HTTPAPIBudget reads RateLimit-Reset as an epoch time (Klaviyo sends seconds)
+        # and cannot space calls by the burst limit: every requester built from here on shares
+        # this pacer instead.
+        self._constructor._api_budget = ReportPacer()
 
     def check(self, logger: logging.Logger, config: Mapping[str, Any]) -> AirbyteConnectionStatus:
         """Lists segments (never a report call, which would spend the 225-a-day quota): one page,
