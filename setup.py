@@ -2,7 +2,7 @@ from pathlib import Path
 
 from setuptools import find_packages, setup
 
-VERSION = "0.1.0"
+VERSION = "0.2.0"
 
 setup(
     name="source-klaviyo-segments",
@@ -31,6 +31,8 @@ setup(
             "requests-mock>=1.12",
             "hypothesis>=6.100",
             "klaviyo-api==25.0.0",
+            # jsonschema checks `format: date-time` (RFC 3339) only with it installed.
+            "rfc3339-validator>=0.1.4",
             "ruff>=0.6",
             "mypy>=1.10",
             "types-requests",

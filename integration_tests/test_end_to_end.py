@@ -100,7 +100,7 @@ def test_incremental_second_sync_reads_only_new_buckets_and_the_lookback(emulato
     )
     assert second.returncode == 0, second.errors()
     starts = sorted(call.timeframe["start"] for call in emulator.report_calls(status=None))
-    assert starts[0] == "2025-01-12T00:00:00"  # newest saved bucket minus the 2-day lookback
+    assert starts[0] == "2025-01-12T00:00:00-05:00"  # newest saved bucket minus the 2-day lookback
     second_rows = series_by_key(second.records("segment_series"))
     assert {k[1][:10] for k in second_rows} == {(dt.date(2025, 1, 12) + dt.timedelta(days=d)).isoformat() for d in range(34)}
     both = {**series_by_key(first.records("segment_series")), **second_rows}

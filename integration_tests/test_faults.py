@@ -39,7 +39,9 @@ from integration_tests.emulator import Emulator, EmulatorConfig, Faults, RateLim
 from integration_tests.test_end_to_end import series_by_key
 from source_klaviyo_segments import SourceKlaviyoSegments
 from source_klaviyo_segments.config import config_problem, prepare_config
-from source_klaviyo_segments.constants import FIRST_DATA_DAY, INTERVALS, STATISTICS, TIMEFRAME_KEYS
+from unit_tests.published import INTERVALS, STATISTICS, TIMEFRAME_KEYS
+
+FIRST_DATA_DAY = dt.datetime(2023, 6, 1)  # Klaviyo: "Data is unavailable before June 1st, 2023"
 
 MALFORMED_MESSAGE = "Klaviyo sent a report the connector cannot read"
 SERIES = [("segment_series", "incremental")]
@@ -238,7 +240,9 @@ def test_503s_and_dropped_connections_are_retried_without_losing_or_repeating_a_
 
 # -- 3. malformed reports --------------------------------------------------------------------------
 
-DAILY_WINDOW = dt.timedelta(days=59)  # the longest daily window the connector asks for
+# Klaviyo's full daily cap: the emulator lets the connector read the account's timezone, and the
+# range below holds no daylight-saving fall-back.
+DAILY_WINDOW = dt.timedelta(days=60)
 MALFORMED_START, MALFORMED_END = dt.datetime(2024, 6, 1), dt.datetime(2024, 10, 29)  # 3 windows x 2 batches
 FAILING_WINDOW = MALFORMED_START + DAILY_WINDOW  # the second window; its second batch (50 segments) is damaged
 

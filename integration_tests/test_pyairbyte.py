@@ -22,6 +22,16 @@ from integration_tests.emulator import Emulator  # noqa: E402
 REPO = Path(__file__).resolve().parents[1]
 
 
+def by_wall_time(truth: dict[tuple[str, str], dict[str, int]]) -> dict[tuple[str, dt.datetime], dict[str, int]]:
+    """The oracle keyed by the bucket's company wall time: PyAirbyte's DuckDB cache stores a
+    `timestamp_with_timezone` column as a DuckDB TIMESTAMP holding the wall time of the offset
+    the connector wrote (the company's)."""
+    return {
+        (segment_id, dt.datetime.fromisoformat(date_time).replace(tzinfo=None)): stats
+        for (segment_id, date_time), stats in truth.items()
+    }
+
+
 @pytest.mark.parametrize("emulator", [120], indirect=True)
 def test_read_into_duckdb_then_an_incremental_read_adds_only_new_rows(emulator: Emulator, tmp_path: Path) -> None:
     config = config_for(emulator, start_date="2024-06-01", end_date="2024-09-01", lookback_window_days=1)
@@ -39,7 +49,7 @@ def test_read_into_duckdb_then_an_incremental_read_adds_only_new_rows(emulator: 
     series = first["segment_series"].to_pandas()
     assert len(series) == len(truth) == 120 * 92
     row = series.iloc[0]
-    assert truth[(row["segment_id"], row["date_time"])]["total_members"] == row["total_members"]
+    assert by_wall_time(truth)[(row["segment_id"], row["date_time"].to_pydatetime())]["total_members"] == row["total_members"]
 
     emulator.reset_calls()
     source.set_config({**config, "end_date": "2024-10-01"})
@@ -48,16 +58,31 @@ def test_read_into_duckdb_then_an_incremental_read_adds_only_new_rows(emulator: 
     truth = emulator.truth_series("daily", dt.datetime(2024, 6, 1), dt.datetime(2024, 10, 1))
     assert len(series) == len(truth) == 120 * 122
     assert not series.duplicated(["segment_id", "interval", "date_time"]).any()
-    got = {(r.segment_id, r.date_time): r.members_added for r in series.itertuples()}
-    assert got == {key: values["members_added"] for key, values in truth.items()}
+    got = {(r.segment_id, r.date_time.to_pydatetime()): r.members_added for r in series.itertuples()}
+    assert got == {key: values["members_added"] for key, values in by_wall_time(truth).items()}
     # The second read asked only for what was new, plus the newest saved bucket and the lookback.
     starts = [call.timeframe["start"] for call in emulator.report_calls(status=None) if call.endpoint == "series"]
-    assert starts == ["2024-08-30T00:00:00"] * 2  # 2 batches of the one window from Aug 30 (Aug 31 - 1 day)
+    assert starts == ["2024-08-30T00:00:00-04:00"] * 2  # 2 batches of the one window from Aug 30 (Aug 31 - 1 day)
 
     with cache.get_sql_engine().connect() as connection:
         query = "select column_name, data_type from information_schema.columns where table_name = 'segment_series'"
         types = dict(connection.exec_driver_sql(query).fetchall())
-    assert types["segment_id"] == "VARCHAR" and types["date_time"] == "VARCHAR"
+    assert types["segment_id"] == "VARCHAR"
+    # Typed timestamps: the bucket start lands as a timestamp, not as text. (PyAirbyte 0.71's DuckDB
+    # cache makes every timestamp_with_timezone column, its own _airbyte_extracted_at included, a
+    # plain TIMESTAMP.)
+    with cache.get_sql_engine().connect() as connection:
+        query = "select table_name, column_name, data_type from information_schema.columns"
+        columns = {(table, column): kind for table, column, kind in connection.exec_driver_sql(query).fetchall()}
+    timestamps = [("segment_series", "date_time"), ("segments", "created"), ("segments", "updated"),
+                  ("segment_values", "timeframe_start"), ("segment_values", "timeframe_end")]
+    for table, column in timestamps:
+        assert columns[(table, column)] == columns[(table, "_airbyte_extracted_at")] == "TIMESTAMP", (table, column)
+    # What the connector declares, for every destination: a timestamp with a time zone.
+    catalog = source.discovered_catalog
+    for table, column in timestamps:
+        schema = next(s.json_schema for s in catalog.streams if s.name == table)["properties"][column]
+        assert schema["format"] == "date-time" and schema["airbyte_type"] == "timestamp_with_timezone", (table, column)
     # Member counts are whole numbers: a chart or a join should not meet DECIMAL(38,9).
     assert {types[s] for s in ("total_members", "members_added", "members_removed", "net_members_changed")} == {"BIGINT"}
 

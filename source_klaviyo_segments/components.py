@@ -33,7 +33,7 @@ from airbyte_cdk.sources.types import Config, StreamSlice, StreamState
 from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
 from .constants import MAX_RATE_LIMIT_WAIT_SECONDS
-from .windows import bucket_in_window
+from .windows import bucket_in_window, company_date_time, timeframe_bound, wall_time
 
 LOGGER = logging.getLogger("airbyte")
 
@@ -65,27 +65,37 @@ def _segment_id(result: Any) -> str:
     return segment_id
 
 
-_NUMBER_TYPES = (int, float)  # exact types: a bool is not a count
+# Exact types: a bool is not a count. Klaviyo's schema does not promise numbers, and a statistic
+# may be null (a segment that did not exist yet): null is written as null.
+_STATISTIC_TYPES = (int, float, type(None))
 
 
-def _number(value: Any, where: str) -> Union[int, float]:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise malformed_response(f"{where} is {value!r}, not a number")
-    return value
+def _statistic(value: Any, where: str) -> Union[int, float, None]:
+    if type(value) not in _STATISTIC_TYPES:
+        raise malformed_response(f"{where} is {value!r}, not a number or null")
+    return value  # type: ignore[no-any-return]
 
 
-def series_rows(attributes: Mapping[str, Any], statistics: list[str], interval: str) -> Iterator[dict[str, Any]]:
-    """Turn a series report's ``results`` x ``date_times`` into one row per segment per bucket.
+def series_rows(
+    attributes: Mapping[str, Any], statistics: list[str], interval: str, timezone: str | None = None
+) -> Iterator[dict[str, Any]]:
+    """Turn a series report's ``results`` x ``date_times`` into one row per segment per bucket,
+    each ``date_time`` placed in company time when the account's timezone is known (Klaviyo may
+    write them with the company's offset or in UTC: it does not say).
 
-    >>> attrs = {"date_times": ["2024-01-01T00:00:00-05:00", "2024-01-02T00:00:00-05:00"],
-    ...          "results": [{"groupings": {"segment_id": "A"}, "statistics": {"total_members": [3, 5]}}]}
-    >>> list(series_rows(attrs, ["total_members"], "daily"))  # doctest: +NORMALIZE_WHITESPACE
-    [{'segment_id': 'A', 'interval': 'daily', 'date_time': '2024-01-01T00:00:00-05:00', 'total_members': 3},
+    >>> attrs = {"date_times": ["2024-01-01T05:00:00+00:00", "2024-01-02T05:00:00+00:00"],
+    ...          "results": [{"groupings": {"segment_id": "A"}, "statistics": {"total_members": [None, 5]}}]}
+    >>> list(series_rows(attrs, ["total_members"], "daily", "America/New_York"))  # doctest: +NORMALIZE_WHITESPACE
+    [{'segment_id': 'A', 'interval': 'daily', 'date_time': '2024-01-01T00:00:00-05:00', 'total_members': None},
      {'segment_id': 'A', 'interval': 'daily', 'date_time': '2024-01-02T00:00:00-05:00', 'total_members': 5}]
     """
     date_times = attributes.get("date_times")
     if not isinstance(date_times, list) or not all(isinstance(d, str) for d in date_times):
         raise malformed_response("data.attributes.date_times is missing or not a list of date-times")
+    try:
+        date_times = [company_date_time(d, timezone) for d in date_times]
+    except ValueError:
+        raise malformed_response("data.attributes.date_times holds a value that is not a date-time") from None
     for result in attributes["results"]:
         segment_id = _segment_id(result)
         values = result.get("statistics")
@@ -100,9 +110,9 @@ def series_rows(attributes: Mapping[str, Any], statistics: list[str], interval: 
                     f"values for {len(date_times)} date_times"
                 )
             # One pass per column, not a call per value: this is the connector's per-row hot path.
-            if not all(type(value) in _NUMBER_TYPES for value in column):
-                index = next(i for i, value in enumerate(column) if type(value) not in _NUMBER_TYPES)
-                _number(column[index], f"segment {segment_id}'s {statistic} at {date_times[index]}")
+            if not all(type(value) in _STATISTIC_TYPES for value in column):
+                index = next(i for i, value in enumerate(column) if type(value) not in _STATISTIC_TYPES)
+                _statistic(column[index], f"segment {segment_id}'s {statistic} at {date_times[index]}")
             columns.append(column)
         for index, date_time in enumerate(date_times):
             row: dict[str, Any] = {"segment_id": segment_id, "interval": interval, "date_time": date_time}
@@ -128,7 +138,7 @@ def values_rows(attributes: Mapping[str, Any], statistics: list[str]) -> Iterato
         for statistic in statistics:
             if statistic not in values:
                 raise malformed_response(f"segment {segment_id} has no {statistic}")
-            row[statistic] = _number(values[statistic], f"segment {segment_id}'s {statistic}")
+            row[statistic] = _statistic(values[statistic], f"segment {segment_id}'s {statistic}")
         yield row
 
 
@@ -140,7 +150,8 @@ class SeriesRowExtractor(RecordExtractor):
     parameters: InitVar[Mapping[str, Any]]
 
     def extract_records(self, response: requests.Response) -> Iterable[Mapping[str, Any]]:
-        yield from series_rows(_report_attributes(response), self.config["statistics"], self.config["interval"])
+        timezone = self.config.get("_derived", {}).get("timezone")
+        yield from series_rows(_report_attributes(response), self.config["statistics"], self.config["interval"], timezone)
 
 
 @dataclass
@@ -215,6 +226,20 @@ class _SliceWithCachedHash(StreamSlice):
 
     def __eq__(self, other: Any) -> bool:
         return StreamSlice.__eq__(self, other)
+
+
+def series_timeframe(window: Mapping[str, Any], timezone: str | None) -> dict[str, Any]:
+    """The ``timeframe`` a series window is asked for: its first and last second as RFC 3339
+    date-times with the account's offset (``{}`` for a partition that is not a window).
+
+    >>> series_timeframe({"start_time": "2024-03-01T00:00:00", "end_time": "2024-04-29T23:59:59"}, "America/New_York")
+    {'timeframe': {'start': '2024-03-01T00:00:00-05:00', 'end': '2024-04-29T23:59:59-04:00'}}
+    """
+    start, last_second = window.get("start_time"), window.get("end_time")
+    if not start or not last_second:
+        return {}
+    bounds = {"start": timeframe_bound(wall_time(start), timezone), "end": timeframe_bound(wall_time(last_second), timezone)}
+    return {"timeframe": bounds}
 
 
 @dataclass
@@ -293,10 +318,11 @@ class SegmentBatchRetriever(SimpleRetriever):
             # Left for the next sync: the state stays at the last window read in full.
             self._log_allowance_spent(allowance)
             return
+        window = series_timeframe(partition.cursor_slice, self.config.get("_derived", {}).get("timezone"))
         try:
             for batch in batches:
                 batch_slice = StreamSlice(
-                    partition={**partition.partition, **batch.partition},
+                    partition={**partition.partition, **batch.partition, **window},
                     cursor_slice=partition.cursor_slice,
                 )
                 for record in super().read_records(records_schema, batch_slice):

@@ -27,17 +27,19 @@ from .constants import (
     DEFAULT_VALUES_TIMEFRAME,
     FIRST_DATA_DAY,
     INTERVALS,
-    SERIES_WINDOW_STEP,
     STATISTICS,
     TIMEFRAME_KEYS,
 )
 from .windows import (
     ONE_SECOND,
+    company_now,
     first_series_bucket,
     format_wall_time,
     lookback_duration,
     plan_values_timeframes,
+    series_window_step,
     wall_time,
+    zone,
 )
 
 logger = logging.getLogger("airbyte")
@@ -48,7 +50,7 @@ FAST_RETRIES = "_fast_retries"
 
 
 def _utc_now() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None, microsecond=0)
+    return company_now(None)
 
 
 @functools.cache
@@ -181,12 +183,22 @@ def _base_url_problem(config: Mapping[str, Any]) -> str | None:
     return None
 
 
-def prepare_config(config: Mapping[str, Any], now: Callable[[], dt.datetime] = _utc_now) -> dict[str, Any]:
+def prepare_config(
+    config: Mapping[str, Any], now: Callable[[], dt.datetime] | None = None, timezone: str | None = None
+) -> dict[str, Any]:
     """``config`` with defaults filled in and ``_derived`` settings added for the manifest.
 
-    A config that ``config_problem`` refuses is returned with defaults only: the refusal is
-    reported by ``check`` and ``read``, not raised while the source is being built.
+    ``timezone`` is the account's (``GET /api/accounts``), or ``None`` when the key may not read
+    it: it sets "now" (the company's), the offsets timeframes are sent with, and whether windows
+    may take Klaviyo's full caps. A config that ``config_problem`` refuses is returned with
+    defaults only: the refusal is reported by ``check`` and ``read``, not raised while the source
+    is being built.
     """
+    if timezone is None:  # a config prepared before keeps the timezone it was prepared with
+        derived = config.get(DERIVED)
+        timezone = derived.get("timezone") if isinstance(derived, Mapping) else None
+    timezone = timezone if zone(timezone) else None
+    now = now or (lambda: company_now(timezone))
     prepared = dict(config)
     if isinstance(prepared.get("api_key"), str):
         # A key pasted with a trailing newline would make `requests` refuse the header, quoting it.
@@ -210,14 +222,18 @@ def prepare_config(config: Mapping[str, Any], now: Callable[[], dt.datetime] = _
             f"{FIRST_DATA_DAY:%Y-%m-%d}",
         )
     interval = prepared["interval"]
+    first = first_series_bucket(start, interval)
     prepared[DERIVED] = {
-        "series_start": format_wall_time(first_series_bucket(start, interval)),
+        "timezone": timezone,
+        "series_start": format_wall_time(first),
         # The cursor's end is the last second read: [start, end) in config terms.
         "series_end": format_wall_time(end - ONE_SECOND),
-        "series_step": SERIES_WINDOW_STEP[interval],
+        "series_step": series_window_step(interval, first, end, timezone),
         "series_lookback": lookback_duration(interval, prepared["lookback_window_days"]),
         # Names this sync's report-call allowance (components.ReportCallAllowance.for_sync).
         "sync_id": uuid.uuid4().hex,
-        "values_timeframes": [t.as_partition() for t in plan_values_timeframes(prepared["values_timeframe"], start, end)],
+        "values_timeframes": [
+            t.as_partition() for t in plan_values_timeframes(prepared["values_timeframe"], start, end, timezone)
+        ],
     }
     return prepared

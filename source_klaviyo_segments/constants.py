@@ -51,10 +51,18 @@ SERIES_WINDOW_STEP: Final = {
     "monthly": "P11M",
 }
 
-# A custom values timeframe may span at most one year.
-VALUES_WINDOW_YEARS: Final = 1
+# Klaviyo's own caps, used as the step when the account's timezone shows that no window of a
+# sync holds a fall-back (windows.series_window_step). Weekly and monthly keep SERIES_WINDOW_STEP.
+SERIES_WINDOW_CAP: Final = {"hourly": "P7D", "daily": "P60D"}
 
-# Weekly buckets start on Monday (ISO weeks); Klaviyo does not document its week start.
+# A custom values timeframe may span at most one year, read harshly as 365 days (a leap year's
+# 366 may be refused).
+VALUES_WINDOW_YEARS: Final = 1
+VALUES_WINDOW_DAYS: Final = 365
+
+# Where the connector's own bucket arithmetic puts a week's start (Monday, ISO). Klaviyo does not
+# document its week start: weekly windows start on the earlier of Sunday and Monday
+# (windows.first_series_bucket), so either reading gives every bucket once.
 WEEK_START_WEEKDAY: Final = 0
 
 # A 429 asking for a longer wait than this is the daily quota, not the per-minute limit.

@@ -15,14 +15,19 @@ from airbyte_cdk.models import (
     Status,
     SyncMode,
 )
+from airbyte_cdk.sources.declarative.models.declarative_component_schema import HttpRequester as HttpRequesterModel
+from airbyte_cdk.sources.declarative.parsers.model_to_component_factory import ModelToComponentFactory
 from airbyte_cdk.sources.declarative.yaml_declarative_source import YamlDeclarativeSource
 from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
 from .components import ReportCallAllowance, ReportPacer
 from .config import DERIVED, FAST_RETRIES, config_problem, prepare_config
+from .windows import zone
 
 # The full-refresh report stream, whose partitions (timeframes) are known before it starts.
 VALUES_STREAM = "segment_values"
+# The manifest's request for the account's timezone (GET /api/accounts).
+ACCOUNT_REQUESTER = "account_requester"
 
 
 def refuse_unusable_config(config: Mapping[str, Any]) -> None:
@@ -72,6 +77,15 @@ class SourceKlaviyoSegments(YamlDeclarativeSource):
             return self._unreachable(prepared, type(error).__name__)
         finally:
             self._config = prepared
+        self._config = {**prepared, FAST_RETRIES: True}
+        try:
+            self.account_timezone(logger)
+        except AirbyteTracedException as error:
+            return AirbyteConnectionStatus(status=Status.FAILED, message=error.message or str(error))
+        except Exception as error:
+            return self._unreachable(prepared, type(error).__name__)
+        finally:
+            self._config = prepared
         missing = [segment_id for segment_id in wanted if segment_id not in found]
         if missing:
             return AirbyteConnectionStatus(
@@ -105,6 +119,29 @@ class SourceKlaviyoSegments(YamlDeclarativeSource):
     def _refuse_unusable_config(self, config: Mapping[str, Any]) -> None:
         refuse_unusable_config(self._config or config)
 
+    def account_timezone(self, logger: logging.Logger) -> str | None:
+        """The account's IANA timezone from ``GET /api/accounts`` (the manifest's
+        ``account_requester``, with its retries and error handling), or ``None`` when the key
+        lacks ``accounts:read`` or Klaviyo names a zone this machine does not know."""
+        definition = dict(self.resolved_manifest["definitions"][ACCOUNT_REQUESTER])
+        requester = ModelToComponentFactory().create_component(HttpRequesterModel, definition, self._config, name="account")
+        response = requester.send_request()
+        if response is None or response.status_code == 403:
+            logger.info(
+                "The API key may not read the account's timezone (scope accounts:read): report windows keep a "
+                "daylight-saving margin and timeframes are sent with +00:00 (Klaviyo reads them in the account's timezone)."
+            )
+            return None
+        try:
+            timezone = response.json()["data"][0]["attributes"]["timezone"]
+        except (ValueError, LookupError, TypeError):
+            timezone = None
+        if not isinstance(timezone, str) or zone(timezone) is None:
+            logger.warning("Klaviyo named no timezone this connector knows (%r): planning without it.", timezone)
+            return None
+        logger.info("The Klaviyo account's timezone is %s.", timezone)
+        return timezone
+
     def read(
         self,
         logger: logging.Logger,
@@ -113,6 +150,8 @@ class SourceKlaviyoSegments(YamlDeclarativeSource):
         state: List[AirbyteStateMessage] | None = None,
     ) -> Iterator[AirbyteMessage]:
         self._refuse_unusable_config(config)
+        # Windows, "now" and timeframe offsets depend on the account's timezone: planned again with it.
+        self._config = prepare_config(self._config, timezone=self.account_timezone(logger))
         self._plan_report_calls(catalog)
         yield from super().read(logger, config, catalog, state)
 

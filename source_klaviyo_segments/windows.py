@@ -1,8 +1,13 @@
-"""Pure time arithmetic: bucket alignment, report windows and the bucket-in-window rule.
+"""Pure time arithmetic: bucket alignment, report windows, the bucket-in-window rule, and the
+account's timezone.
 
-All datetimes here are naive *company-local wall times*. Klaviyo ignores the offset of a custom
-timeframe and reads it in the account's timezone, so the connector plans in wall time and never
-needs to know that timezone. Strings are ISO 8601 without offset (``2024-01-05T00:00:00``).
+Datetimes here are naive *company-local wall times*: Klaviyo ignores the offset of a custom
+timeframe and reads it in the account's timezone, so windows are planned in wall time. The
+timezone (from ``GET /api/accounts``, when the key may read it) adds what wall time cannot tell:
+the company's "now", the offset each timeframe is sent with (RFC 3339 requires one), where a
+daylight-saving change makes a window longer in elapsed time, and how to read ``date_times``
+written in another offset. Without it the connector sends ``+00:00`` and keeps a margin on
+every window. Wall strings are ISO 8601 without offset (``2024-01-05T00:00:00``).
 """
 
 from __future__ import annotations
@@ -11,9 +16,17 @@ import calendar
 import datetime as dt
 import math
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any, Iterator, Sequence
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from .constants import FIRST_DATA_DAY, VALUES_WINDOW_YEARS, WEEK_START_WEEKDAY
+from .constants import (
+    FIRST_DATA_DAY,
+    SERIES_WINDOW_CAP,
+    SERIES_WINDOW_STEP,
+    VALUES_WINDOW_DAYS,
+    VALUES_WINDOW_YEARS,
+    WEEK_START_WEEKDAY,
+)
 
 WALL_TIME_FORMAT = "%Y-%m-%dT%H:%M:%S"
 # The last second a window covers: windows are sent as [start, next_start - 1 s] so that a bucket
@@ -38,6 +51,54 @@ def wall_time(value: str) -> dt.datetime:
 
 def format_wall_time(value: dt.datetime) -> str:
     return value.strftime(WALL_TIME_FORMAT)
+
+
+def zone(timezone: str | None) -> ZoneInfo | None:
+    """The account's timezone, or ``None`` when it is unknown (or a name this machine lacks)."""
+    if not timezone:
+        return None
+    try:
+        return ZoneInfo(timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        return None
+
+
+def company_now(timezone: str | None) -> dt.datetime:
+    """The company's wall-clock now; UTC's when the timezone is unknown."""
+    tz = zone(timezone) or dt.timezone.utc
+    return dt.datetime.now(tz).replace(tzinfo=None, microsecond=0)
+
+
+def timeframe_bound(wall: dt.datetime, timezone: str | None) -> str:
+    """A wall time as Klaviyo's spec types it (RFC 3339, with an offset): the account's offset at
+    that wall time, or ``+00:00`` when the timezone is unknown. Klaviyo ignores the offset and
+    reads the wall time in the account's timezone, so either way the same instant is asked for.
+
+    >>> timeframe_bound(dt.datetime(2024, 7, 1), "America/New_York")
+    '2024-07-01T00:00:00-04:00'
+    >>> timeframe_bound(dt.datetime(2024, 7, 1, 23, 59, 59), None)
+    '2024-07-01T23:59:59+00:00'
+    """
+    tz = zone(timezone)
+    return wall.replace(tzinfo=tz or dt.timezone.utc).isoformat()
+
+
+def company_date_time(date_time: str, timezone: str | None) -> str:
+    """A bucket start Klaviyo wrote (with the company's offset, or in UTC: undocumented) as the
+    same instant in company time; unchanged when the timezone is unknown or it has no offset.
+
+    >>> company_date_time("2024-01-05T05:00:00+00:00", "America/New_York")
+    '2024-01-05T00:00:00-05:00'
+    >>> company_date_time("2024-01-05T00:00:00-05:00", "America/New_York")
+    '2024-01-05T00:00:00-05:00'
+    """
+    tz = zone(timezone)
+    if tz is None:
+        return date_time
+    parsed = dt.datetime.fromisoformat(date_time.replace("Z", "+00:00"))
+    if parsed.tzinfo is None:
+        return date_time
+    return parsed.astimezone(tz).isoformat()
 
 
 def add_months(value: dt.datetime, months: int) -> dt.datetime:
@@ -80,9 +141,79 @@ def next_bucket(value: dt.datetime, interval: str) -> dt.datetime:
 
 def first_series_bucket(start: dt.datetime, interval: str) -> dt.datetime:
     """Where a series sync starts: the bucket containing ``start``, or the first whole bucket
-    when that one would begin before Klaviyo's first day of data (a week of 2023-05-29)."""
+    when that one would begin before Klaviyo's first day of data (a week of 2023-05-29).
+
+    Klaviyo does not say which day its weeks start on. A weekly sync starts on the earlier of the
+    Sunday and the Monday on or before ``start``: the bucket holding ``start`` begins on or after
+    it whichever the day, and the week before begins before it. Every later window edge is a
+    whole number of weeks on, so each bucket starts inside exactly one window either way.
+
+    >>> first_series_bucket(dt.datetime(2024, 1, 3), "weekly")  # a Wednesday: Sunday Dec 31 comes first
+    datetime.datetime(2023, 12, 31, 0, 0)
+    >>> first_series_bucket(dt.datetime(2023, 6, 1), "weekly")  # Thursday, Klaviyo's first day: Sunday June 4
+    datetime.datetime(2023, 6, 4, 0, 0)
+    """
+    if interval == "weekly":
+        day = start.replace(hour=0, minute=0, second=0, microsecond=0)
+        monday = day - dt.timedelta(days=day.weekday())
+        sunday = day - dt.timedelta(days=(day.weekday() + 1) % 7)
+        first = min(monday, sunday)
+        while first < FIRST_DATA_DAY:  # the first Sunday or Monday on or after Klaviyo's first day
+            first += dt.timedelta(days=1)
+            while first.weekday() not in (0, 6):
+                first += dt.timedelta(days=1)
+        return first
     aligned = floor_to_bucket(start, interval)
     return aligned if aligned >= FIRST_DATA_DAY else next_bucket(aligned, interval)
+
+
+def _add_step(start: dt.datetime, step: str) -> dt.datetime:
+    """``start`` plus one of SERIES_WINDOW_STEP's / SERIES_WINDOW_CAP's durations, in wall time."""
+    if step.endswith("M") and not step.startswith("PT"):
+        return add_months(start, int(step[1:-1]))
+    amount, unit = int(step.lstrip("PT")[:-1]), step[-1]
+    hours = {"H": 1, "D": 24, "W": 24 * 7}[unit] * amount
+    return start + dt.timedelta(hours=hours)
+
+
+def elapsed(start: dt.datetime, end: dt.datetime, tz: ZoneInfo) -> dt.timedelta:
+    """Real time between two company wall times; a repeated (fall-back) wall time is read the way
+    that makes the span longest."""
+    first = start.replace(tzinfo=tz, fold=0).astimezone(dt.timezone.utc)
+    last = end.replace(tzinfo=tz, fold=1).astimezone(dt.timezone.utc)
+    return last - first
+
+
+def series_window_step(interval: str, first: dt.datetime, end: dt.datetime, timezone: str | None) -> str:
+    """The longest step whose windows fit Klaviyo's cap for ``interval`` in wall time *and* in
+    elapsed time (Klaviyo does not say which it measures), as an ISO 8601 duration.
+
+    With the timezone known, hourly and daily windows take Klaviyo's full caps (7 days, 60 days)
+    unless a window of ``[first, end)`` would hold a fall-back, which makes it an hour longer in
+    elapsed time: then every window of this sync keeps the margin (167 hours, 59 days), which
+    costs at most one window more than cutting that window alone. Without the timezone, any window
+    might, so the margin is always kept.
+
+    >>> series_window_step("hourly", dt.datetime(2024, 4, 1), dt.datetime(2024, 4, 15), "America/New_York")
+    'P7D'
+    >>> series_window_step("hourly", dt.datetime(2024, 4, 1), dt.datetime(2024, 4, 15), None)
+    'PT167H'
+    >>> series_window_step("hourly", dt.datetime(2024, 10, 30), dt.datetime(2024, 11, 13), "America/New_York")
+    'PT167H'
+    """
+    margin = SERIES_WINDOW_STEP[interval]
+    cap = SERIES_WINDOW_CAP.get(interval)
+    tz = zone(timezone)
+    if cap is None or tz is None:
+        return margin
+    limit = _add_step(dt.datetime(2024, 1, 1), cap) - dt.datetime(2024, 1, 1)
+    window_start = first
+    while window_start < end:
+        window_end = min(_add_step(window_start, cap), end)
+        if elapsed(window_start, window_end - ONE_SECOND, tz) > limit:
+            return margin
+        window_start = window_end
+    return cap
 
 
 def lookback_duration(interval: str, days: int) -> str:
@@ -104,8 +235,9 @@ def lookback_duration(interval: str, days: int) -> str:
 
 
 def bucket_in_window(bucket_start: str, window_start: str, window_last_second: str) -> bool:
-    """Whether a bucket belongs to the window that asked for it: its start (compared in wall
-    time, so daylight-saving offsets do not matter) lies in ``[window_start, window_last_second]``.
+    """Whether a bucket belongs to the window that asked for it: its start (compared in company
+    wall time: ``bucket_start`` has been placed in company time by ``company_date_time``) lies in
+    ``[window_start, window_last_second]``.
 
     >>> bucket_in_window("2024-03-01T00:00:00-05:00", "2024-01-01T00:00:00", "2024-02-29T23:59:59")
     False
@@ -118,8 +250,9 @@ def bucket_in_window(bucket_start: str, window_start: str, window_last_second: s
 class ValuesTimeframe:
     """One ``segment_values`` request timeframe: a Klaviyo key, or a custom window.
 
-    ``label`` is what rows carry in ``timeframe``: the key, or ``start/end`` with ``end``
-    exclusive (the next window's start).
+    ``label`` is what rows carry in ``timeframe``: the key, or ``start/end`` in company wall time
+    with ``end`` exclusive (the next window's start). ``start`` and ``end`` are the same bounds as
+    RFC 3339 timestamps with the account's offset (``+00:00`` when its timezone is unknown).
     """
 
     label: str
@@ -136,14 +269,20 @@ class ValuesTimeframe:
         }
 
 
-def plan_values_timeframes(timeframe: str, start: dt.datetime, end: dt.datetime) -> list[ValuesTimeframe]:
+def plan_values_timeframes(
+    timeframe: str, start: dt.datetime, end: dt.datetime, timezone: str | None = None
+) -> list[ValuesTimeframe]:
     """The timeframes a ``segment_values`` sync asks for.
 
-    A key is asked for once. ``custom`` cuts ``[start, end)`` into windows of at most one year
-    that touch without overlapping, each sent as ``[window_start, window_end - 1 s]``.
+    A key is asked for once. ``custom`` cuts ``[start, end)`` into windows of at most a year and
+    at most 365 days (Klaviyo's "1 year", read harshly: a leap year's 366 days may be refused)
+    that touch without overlapping, each sent as ``[window_start, window_end - 1 s]`` with the
+    account's offsets (``timeframe_bound``).
 
-    >>> [t.label for t in plan_values_timeframes("custom", dt.datetime(2024, 1, 1), dt.datetime(2025, 6, 1))]
-    ['2024-01-01T00:00:00/2025-01-01T00:00:00', '2025-01-01T00:00:00/2025-06-01T00:00:00']
+    >>> [t.label for t in plan_values_timeframes("custom", dt.datetime(2023, 1, 1), dt.datetime(2024, 6, 1))]
+    ['2023-01-01T00:00:00/2024-01-01T00:00:00', '2024-01-01T00:00:00/2024-06-01T00:00:00']
+    >>> plan_values_timeframes("custom", dt.datetime(2023, 6, 1), dt.datetime(2024, 7, 1))[0].label  # 2024 is a leap year
+    '2023-06-01T00:00:00/2024-05-31T00:00:00'
     """
     if timeframe != "custom":
         return [ValuesTimeframe(label=timeframe, request={"key": timeframe})]
@@ -153,9 +292,12 @@ def plan_values_timeframes(timeframe: str, start: dt.datetime, end: dt.datetime)
         windows.append(
             ValuesTimeframe(
                 label=f"{first}/{last}",
-                request={"start": first, "end": format_wall_time(window_end - ONE_SECOND)},
-                start=first,
-                end=last,
+                request={
+                    "start": timeframe_bound(window_start, timezone),
+                    "end": timeframe_bound(window_end - ONE_SECOND, timezone),
+                },
+                start=timeframe_bound(window_start, timezone),
+                end=timeframe_bound(window_end, timezone),
             )
         )
     return windows
@@ -164,6 +306,75 @@ def plan_values_timeframes(timeframe: str, start: dt.datetime, end: dt.datetime)
 def _year_windows(start: dt.datetime, end: dt.datetime) -> Iterator[tuple[dt.datetime, dt.datetime]]:
     window_start = start
     while window_start < end:
-        window_end = min(add_months(window_start, 12 * VALUES_WINDOW_YEARS), end)
+        year_on = add_months(window_start, 12 * VALUES_WINDOW_YEARS)
+        window_end = min(year_on, window_start + dt.timedelta(days=VALUES_WINDOW_DAYS), end)
         yield window_start, window_end
         window_start = window_end
+
+
+# The westernmost UTC offset (UTC-12): without the account's timezone, a window's end (company wall
+# time) lies at most this long after the same wall time read as UTC.
+LATEST_OFFSET = dt.timedelta(hours=12)
+
+
+def _instant(value: str) -> dt.datetime | None:
+    """An ISO 8601 date-time with an offset as an aware datetime; ``None`` if it has none or is not one."""
+    try:
+        parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except (AttributeError, ValueError):
+        return None
+    return parsed if parsed.tzinfo is not None else None
+
+
+def latest_instant(wall: dt.datetime, timezone: str | None) -> dt.datetime:
+    """The instant a company wall time stands for; without the timezone, the latest it could be."""
+    tz = zone(timezone)
+    if tz is not None:
+        return wall.replace(tzinfo=tz, fold=1)
+    return wall.replace(tzinfo=dt.timezone.utc) + LATEST_OFFSET
+
+
+def plan_segment_batches(
+    segments: Sequence[tuple[str, str | None]], window_end: dt.datetime, timezone: str | None, batch_size: int
+) -> list[list[str]]:
+    """The batches a report window (ending, exclusive, at company wall time ``window_end``) asks
+    about: only the segments created before it ends (a segment has nothing to report before it
+    existed), oldest first, ``batch_size`` at a time: ``ceil(existing / batch_size)`` calls, the
+    fewest. ``segments`` are ``(id, created)``; a segment whose ``created`` is unknown always takes
+    part. Without the timezone, a window is taken to end as late as any offset allows.
+
+    >>> segments = [("A", "2024-03-01T10:00:00-05:00"), ("B", "2024-01-01T00:00:00+00:00"), ("C", None)]
+    >>> plan_segment_batches(segments, dt.datetime(2024, 2, 1), "America/New_York", 2)
+    [['C', 'B']]
+    >>> plan_segment_batches(segments, dt.datetime(2024, 3, 2), "America/New_York", 2)
+    [['C', 'B'], ['A']]
+    """
+    end = latest_instant(window_end, timezone)
+    oldest = dt.datetime.min.replace(tzinfo=dt.timezone.utc)
+    existing = []
+    for segment_id, created in segments:
+        at = _instant(created) if created else None
+        if at is None or at < end:
+            existing.append((at or oldest, segment_id))
+    existing.sort()
+    ids = [segment_id for _, segment_id in existing]
+    return [ids[i : i + batch_size] for i in range(0, len(ids), batch_size)]
+
+
+def bucket_ended_before(date_time: str, interval: str, created: str | None, timezone: str | None) -> bool:
+    """Whether the bucket starting at ``date_time`` ended at or before ``created``: a segment that
+    did not exist yet has no row for it. The bucket holding the creation is the first kept.
+
+    >>> bucket_ended_before("2024-03-01T00:00:00-05:00", "daily", "2024-03-01T10:00:00-05:00", "America/New_York")
+    False
+    >>> bucket_ended_before("2024-02-29T00:00:00-05:00", "daily", "2024-03-01T00:00:00-05:00", "America/New_York")
+    True
+    """
+    created_at = _instant(created) if created else None
+    start = _instant(date_time)
+    if created_at is None or start is None:
+        return False
+    tz = zone(timezone) or start.tzinfo
+    wall = start.astimezone(tz).replace(tzinfo=None)
+    end = next_bucket(wall, interval) if interval != "weekly" else wall + dt.timedelta(weeks=1)
+    return end.replace(tzinfo=tz) <= created_at

@@ -14,7 +14,7 @@ from typing import Any
 
 import requests_mock
 
-from unit_tests.klaviyo_mock import BASE_URL, segment, series_value
+from unit_tests.klaviyo_mock import BASE_URL, account, account_forbidden, segment, series_value
 
 FILTER = re.compile(r'^any\(segment_id,\["([A-Za-z0-9_]+(?:","[A-Za-z0-9_]+)*)"\]\)$')
 STEP = {"hourly": dt.timedelta(hours=1), "daily": dt.timedelta(days=1), "weekly": dt.timedelta(weeks=1)}
@@ -35,12 +35,19 @@ def bucket_starts(start: str, end: str, interval: str) -> list[dt.datetime]:
 
 @dataclass
 class FakeKlaviyo:
+    """``timezone`` is what ``GET /api/accounts`` names; ``None``: the key lacks accounts:read (403)."""
+
     segment_ids: list[str]
     offset: str = "-05:00"
+    timezone: str | None = None
     bodies: list[dict[str, Any]] = field(default_factory=list)
 
     def install(self, mocker: requests_mock.Mocker) -> None:
         mocker.get(f"{BASE_URL}/api/segments", json=self._segments)
+        if self.timezone is None:
+            mocker.get(f"{BASE_URL}/api/accounts", status_code=403, json=account_forbidden())
+        else:
+            mocker.get(f"{BASE_URL}/api/accounts", json=account(self.timezone))
         mocker.post(f"{BASE_URL}/api/segment-series-reports", json=self._series)
         mocker.post(f"{BASE_URL}/api/segment-values-reports", json=self._values)
 

@@ -43,6 +43,26 @@ def segments_request(cursor: str | None = None) -> HttpRequest:
     )
 
 
+def accounts_request() -> HttpRequest:
+    return HttpRequest(f"{BASE_URL}/api/accounts", query_params={"fields[account]": "timezone"})
+
+
+def account(timezone: str) -> dict[str, Any]:
+    return {"data": [{"type": "account", "id": "AbC123", "attributes": {"timezone": timezone}}], "links": {"self": "x"}}
+
+
+def account_forbidden() -> dict[str, Any]:
+    detail = "You do not have permission to perform this action (missing scope accounts:read)."
+    return {"errors": [{"id": "x", "status": 403, "code": "permission_denied", "title": "Forbidden", "detail": detail}]}
+
+
+def accounts_response(timezone: str | None) -> HttpResponse:
+    """``GET /api/accounts``: the account's timezone, or 403 when ``None`` (no accounts:read)."""
+    if timezone is None:
+        return HttpResponse(json.dumps(account_forbidden()), 403)
+    return HttpResponse(json.dumps(account(timezone)), 200)
+
+
 def segment(segment_id: str) -> dict[str, Any]:
     return {
         "type": "segment",

@@ -47,7 +47,7 @@ def read_series(responses_for_window: dict[str, list[dict[str, Any]]], **overrid
         real_answer = fake._series
 
         def answer(request: Any, context: Any) -> Any:
-            start = json.loads(request.body)["data"]["attributes"]["timeframe"]["start"]
+            start = json.loads(request.body)["data"]["attributes"]["timeframe"]["start"][:19]  # the wall time
             if pending.get(start):
                 fake.bodies.append(json.loads(request.body))  # every attempt, answered or not
                 canned = pending[start].pop(0)
@@ -168,6 +168,18 @@ def test_malformed_reports_stop_the_stream_with_a_clear_error(malformed: dict[st
     assert not [r for r in output.records if r.record.data["date_time"] >= SECOND_WINDOW]
 
 
+def test_null_statistics_are_written_as_null_and_the_sync_goes_on() -> None:
+    # Klaviyo's response schema leaves statistics untyped; a segment that did not exist yet has none.
+    nulls = one_bucket_report({s: [None] for s in ALL_STATISTICS})
+    output, _ = read_series({SECOND_WINDOW: [{"status": 200, "json": nulls}]})
+    assert not output.errors, output.errors
+    row = next(r.record.data for r in output.records if r.record.data["date_time"].startswith("2024-03-01"))
+    # Airbyte's serializer drops null fields: absent is null to every destination.
+    assert all(row.get(s) is None for s in ALL_STATISTICS) and row["segment_id"] == "SEG001"
+    second_window = [r.record.data for r in output.records if r.record.data["date_time"] >= SECOND_WINDOW]
+    assert second_window == [row]  # the window's report held one bucket; nothing else was invented
+
+
 def test_the_api_key_never_appears_even_when_klaviyo_echoes_the_request(
     tmp_path: Any, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -261,7 +273,7 @@ def test_an_end_date_in_the_future_spends_no_report_call_on_the_future() -> None
     ]
     assert derived["series_end"] == "2024-03-10T11:59:59"
     assert [t["request_timeframe"] for t in derived["values_timeframes"]] == [
-        {"start": "2024-01-01T00:00:00", "end": "2024-03-10T11:59:59"}
+        {"start": "2024-01-01T00:00:00+00:00", "end": "2024-03-10T11:59:59+00:00"}
     ]
     problem = config_problem(km.config(start_date="2024-04-01", end_date=None), now)
     assert problem == "`start_date` (2024-04-01T00:00:00) is in the future: Klaviyo has no segment data for it yet."

@@ -11,15 +11,16 @@ from unit_tests import klaviyo_mock as km
 def test_daily_series_two_windows_each_bucket_once() -> None:
     config = km.config()
     with HttpMocker() as http:
+        http.get(km.accounts_request(), km.accounts_response(None))
         http.get(km.segments_request(), km.segments_page(["SEG001", "SEG002", "OTHER"]))
         ids = ["SEG001", "SEG002"]
         # Klaviyo reads `end` inclusively: each answer carries the bucket that starts at `end`'s day.
         http.post(
-            km.series_request(ids, "2024-01-01T00:00:00", "2024-02-28T23:59:59"),
+            km.series_request(ids, "2024-01-01T00:00:00+00:00", "2024-02-28T23:59:59+00:00"),
             km.series_response(ids, km.day_range("2024-01-01", "2024-02-28")),
         )
         http.post(
-            km.series_request(ids, "2024-02-29T00:00:00", "2024-03-14T23:59:59"),
+            km.series_request(ids, "2024-02-29T00:00:00+00:00", "2024-03-14T23:59:59+00:00"),
             km.series_response(ids, km.day_range("2024-02-29", "2024-03-14")),
         )
         source = SourceKlaviyoSegments(config=config)

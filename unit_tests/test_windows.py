@@ -1,6 +1,7 @@
 """Window planning, property-tested on the windows the CDK's cursor really produces from our
-manifest: they tile the range, respect each interval's cap, align to buckets, skip nothing,
-and are as few as the caps allow."""
+manifest: they tile the range, respect Klaviyo's documented caps in wall and elapsed time, align
+to buckets (computed here, not with the connector's helpers), skip nothing, and are as few as the
+caps allow."""
 
 from __future__ import annotations
 
@@ -15,20 +16,50 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from source_klaviyo_segments import SourceKlaviyoSegments
-from source_klaviyo_segments.windows import floor_to_bucket, plan_values_timeframes
+from source_klaviyo_segments.config import prepare_config
+from source_klaviyo_segments.windows import plan_values_timeframes
 from unit_tests import klaviyo_mock as km
 
 SECOND = dt.timedelta(seconds=1)
 # The longest window planned per interval: Klaviyo's documented caps (7 days hourly, 60 days
 # daily) less one bucket-aligned margin for a DST fall-back; weekly is 52 weeks.
-WINDOW_CAPS = {"hourly": dt.timedelta(hours=167), "daily": dt.timedelta(days=59), "weekly": dt.timedelta(weeks=52)}
-KLAVIYO_CAPS = {"hourly": dt.timedelta(days=7), "daily": dt.timedelta(days=60)}
+# Klaviyo's documented caps (hourly 7 days, daily 60 days; weekly 52 weeks as third parties report).
+KLAVIYO_CAPS = {"hourly": dt.timedelta(days=7), "daily": dt.timedelta(days=60), "weekly": dt.timedelta(weeks=52)}
+BUCKET = {"hourly": dt.timedelta(hours=1), "daily": dt.timedelta(days=1), "weekly": dt.timedelta(weeks=1)}
+# Without the account's timezone, any window might hold a daylight-saving fall-back (an hour longer
+# in elapsed time): hourly and daily windows are one bucket shorter than the cap, which then fits
+# both readings. Weekly windows hold both changes of a year, whose hours cancel.
+WINDOW_CAPS = {
+    interval: cap - (BUCKET[interval] if interval in ("hourly", "daily") else dt.timedelta(0))
+    for interval, cap in KLAVIYO_CAPS.items()
+}
 
 
-def windows(config: dict[str, Any], state: dict[str, Any] | None = None) -> list[tuple[dt.datetime, dt.datetime]]:
-    """The series windows as [start, end) wall times."""
+FIRST_DATA_DAY = dt.datetime(2023, 6, 1)  # Klaviyo: no data before June 1st, 2023
+
+
+def floor_to_bucket(value: dt.datetime, interval: str) -> dt.datetime:
+    """The start of the bucket holding ``value``; weeks on the earlier of Sunday and Monday, the
+    two days Klaviyo's (undocumented) weeks may start on."""
+    hour = value.replace(minute=0, second=0, microsecond=0)
+    day = hour.replace(hour=0)
+    if interval == "hourly":
+        return hour
+    if interval == "daily":
+        return day
+    if interval == "monthly":
+        return day.replace(day=1)
+    sunday = day - dt.timedelta(days=(day.isoweekday() % 7))
+    monday = day - dt.timedelta(days=day.isoweekday() - 1)
+    return min(sunday, monday)
+
+
+def windows(
+    config: dict[str, Any], state: dict[str, Any] | None = None, timezone: str | None = None
+) -> list[tuple[dt.datetime, dt.datetime]]:
+    """The series windows as [start, end) wall times, planned with the account's timezone if given."""
     state_messages = StateBuilder().with_stream_state("segment_series", state).build() if state else None
-    source = SourceKlaviyoSegments(config=config, state=state_messages)
+    source = SourceKlaviyoSegments(config=prepare_config(config, timezone=timezone), state=state_messages)
     stream = next(s for s in source.streams(source._config) if s.name == "segment_series")
     out = []
     for window in stream.cursor.stream_slices():
@@ -63,8 +94,8 @@ def test_windows_tile_the_range_within_caps_aligned_to_buckets(
     config = km.config(interval=interval, start_date=first.isoformat(), end_date=end.isoformat())
     planned = windows(config)
     aligned_start = floor_to_bucket(first, interval)
-    if aligned_start < dt.datetime(2023, 6, 1):  # a week that began before Klaviyo's first day
-        aligned_start = floor_to_bucket(aligned_start + dt.timedelta(days=7), interval)
+    if aligned_start < FIRST_DATA_DAY:  # a week that began before Klaviyo's first day: the first whole one
+        aligned_start = FIRST_DATA_DAY + dt.timedelta(days=(7 - FIRST_DATA_DAY.isoweekday()) % 7)  # Sunday June 4
     if aligned_start >= end:
         assert planned == []
         return
@@ -74,8 +105,11 @@ def test_windows_tile_the_range_within_caps_aligned_to_buckets(
     for (_, previous_end), (next_start, _) in zip(planned, planned[1:], strict=False):
         assert previous_end == next_start
     for window_start, window_end in planned:
-        assert floor_to_bucket(window_start, interval) == window_start
-        if window_end != end:
+        if interval == "weekly":
+            assert (window_start - aligned_start) % dt.timedelta(weeks=1) == dt.timedelta(0)
+        else:
+            assert floor_to_bucket(window_start, interval) == window_start
+        if window_end != end and interval != "weekly":
             assert floor_to_bucket(window_end, interval) == window_end
         if interval == "monthly":
             assert months_between(window_start, window_end) <= 11
@@ -84,9 +118,8 @@ def test_windows_tile_the_range_within_caps_aligned_to_buckets(
             assert window_end - window_start <= WINDOW_CAPS[interval]
     # As few as the caps allow.
     if interval == "monthly":
-        assert len(planned) == math.ceil(months_between(aligned_start, end - SECOND) / 11 + 1e-9) or len(planned) == max(
-            1, math.ceil((months_between(aligned_start, end - SECOND) + 1) / 11)
-        )
+        buckets = months_between(aligned_start, end - SECOND) + 1  # the months [aligned_start, end) touches
+        assert len(planned) == math.ceil(buckets / 11)
     else:
         assert len(planned) == math.ceil((end - aligned_start) / WINDOW_CAPS[interval])
 
@@ -99,17 +132,38 @@ def elapsed_at_most(zone: ZoneInfo, start: dt.datetime, last_second: dt.datetime
     return latest - earliest
 
 
-@pytest.mark.parametrize("zone", ["America/New_York", "Europe/London", "Australia/Sydney", "Asia/Kolkata"])
-@pytest.mark.parametrize(
-    ("interval", "start", "end"),
-    [("hourly", "2024-03-25", "2024-04-20"), ("hourly", "2024-10-20", "2024-11-15"), ("daily", "2023-06-01", "2025-06-01")],
-)
-def test_windows_fit_klaviyos_caps_in_elapsed_time_across_dst(zone: str, interval: str, start: str, end: str) -> None:
+ZONES = ["America/New_York", "Europe/London", "Australia/Sydney", "Asia/Kolkata", "Asia/Tokyo"]
+DST_RANGES = [
+    ("hourly", "2024-03-25", "2024-04-20"),
+    ("hourly", "2024-10-20", "2024-11-15"),
+    ("daily", "2023-06-01", "2025-06-01"),
+    ("daily", "2024-09-01", "2024-12-30"),
+]
+
+
+@pytest.mark.parametrize("zone", ZONES)
+@pytest.mark.parametrize(("interval", "start", "end"), DST_RANGES)
+@pytest.mark.parametrize("timezone_known", [True, False], ids=["accounts:read", "no-timezone"])
+def test_windows_fit_klaviyos_caps_in_wall_and_elapsed_time_across_dst(
+    zone: str, interval: str, start: str, end: str, timezone_known: bool
+) -> None:
     # Klaviyo does not say whether its caps are wall or elapsed time; a refused window would fail
-    # every sync, so each window must fit either way, whatever the company's zone.
-    for window_start, window_end in windows(km.config(interval=interval, start_date=start, end_date=end)):
+    # every sync, so each window must fit either way. Without the timezone, in any zone.
+    config = km.config(interval=interval, start_date=start, end_date=end)
+    planned = windows(config, timezone=zone if timezone_known else None)
+    for window_start, window_end in planned:
         request_length = elapsed_at_most(ZoneInfo(zone), window_start, window_end - SECOND)
         assert request_length <= KLAVIYO_CAPS[interval], (window_start, window_end, request_length)
+        assert window_end - SECOND - window_start <= KLAVIYO_CAPS[interval]
+
+
+@pytest.mark.parametrize("zone", ZONES)
+def test_with_the_timezone_a_range_without_a_fall_back_takes_klaviyos_full_caps(zone: str) -> None:
+    # 14 days in May hold no fall-back in any of these zones (Sydney's is in early April): two
+    # 7-day windows, where the margin needs three.
+    config = km.config(interval="hourly", start_date="2024-05-01", end_date="2024-05-15")
+    assert len(windows(config, timezone=zone)) == 2
+    assert len(windows(config)) == 3
 
 
 @settings(max_examples=40, deadline=None)
@@ -127,8 +181,12 @@ def test_incremental_restarts_at_or_before_the_newest_saved_bucket(interval: str
     restart = planned[0][0]
     # Re-reads the newest saved bucket (it may have been incomplete) and at least the lookback...
     assert restart <= newest_bucket - dt.timedelta(days=lookback_days)
-    # ...but not much more (whole buckets: a monthly lookback counts 28-day months), on a bucket boundary.
-    assert floor_to_bucket(restart, interval) == restart
+    # ...but not much more (whole buckets: a monthly lookback counts 28-day months), on a bucket
+    # boundary (for weeks: whole weeks from the saved bucket, whichever day Klaviyo starts them on).
+    if interval == "weekly":
+        assert (newest_bucket - restart) % dt.timedelta(weeks=1) == dt.timedelta(0)
+    else:
+        assert floor_to_bucket(restart, interval) == restart
     assert newest_bucket - restart < dt.timedelta(days=lookback_days + 62)
     assert planned[-1][1] == end
 
@@ -144,8 +202,10 @@ def test_values_custom_windows_touch_and_stay_within_a_year(start: dt.date, leng
     for previous, following in zip(planned, planned[1:], strict=False):
         assert previous.end == following.start
     for window in planned:
-        window_start = dt.datetime.fromisoformat(window.request["start"])
-        last_second = dt.datetime.fromisoformat(window.request["end"])
+        # Sent with +00:00 without the timezone: the offset is ignored, the wall time counts.
+        assert window.request["start"].endswith("+00:00") and window.request["end"].endswith("+00:00")
+        window_start = dt.datetime.fromisoformat(window.request["start"][:19])
+        last_second = dt.datetime.fromisoformat(window.request["end"][:19])
         assert last_second + SECOND == dt.datetime.fromisoformat(window.end)
-        assert last_second - window_start < dt.timedelta(days=366)
-    assert len(planned) == math.ceil(length_days / 366) or len(planned) == math.ceil(length_days / 365)
+        assert last_second - window_start < dt.timedelta(days=365)  # Klaviyo's "1 year", read harshly
+    assert len(planned) == math.ceil(length_days / 365)

@@ -1,12 +1,17 @@
 """CLI: serve the emulator until SIGINT/SIGTERM.
 
 python -m integration_tests.emulator --port 8765 --segments 250 --now 2025-03-01T12:00:00 \
-    --klaviyo-limits --time-scale 60 --fail-rate 0.15 --drop-rate 0.05 --seed 7
+    --klaviyo-limits --time-scale 60 --burst-time-scale 1 --fail-rate 0.15 --drop-rate 0.05 --seed 7
+
+--port 0 picks a free port; the startup line names it. A busy port is one sentence on stderr and
+exit code 2. The reading flags (--require-offset, --cap-mode, --accounts-scope, --week-start,
+--date-times-in, --created-spread, --before-creation, --edges) are EmulatorConfig's modes.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import signal
 import sys
 import threading
@@ -14,7 +19,7 @@ from datetime import datetime
 from types import FrameType
 from typing import Sequence
 
-from .config import MALFORMED_KINDS, EmulatorConfig, Faults
+from .config import BEFORE_CREATION, CAP_MODES, DATE_TIMES_IN, EDGES, MALFORMED_KINDS, WEEK_STARTS, EmulatorConfig, Faults
 from .ratelimit import RateLimits
 from .server import Emulator
 
@@ -34,6 +39,24 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=7, help="data seed; also seeds the faults")
     parser.add_argument("--klaviyo-limits", action="store_true", help="enforce Klaviyo's report rate limits")
     parser.add_argument("--time-scale", type=float, default=1.0, help="divide rate-limit windows by this")
+    parser.add_argument("--burst-time-scale", type=float, default=None,
+                        help="divide the burst window by this instead of --time-scale (1 = real 1 s burst)")
+    parser.add_argument("--require-offset", action=argparse.BooleanOptionalAction, default=True,
+                        help="refuse custom timeframe start/end without a UTC offset (default: refuse)")
+    parser.add_argument("--cap-mode", choices=CAP_MODES, default="elapsed",
+                        help="measure interval caps in elapsed time or in wall time (default: elapsed)")
+    parser.add_argument("--accounts-scope", action=argparse.BooleanOptionalAction, default=True,
+                        help="the main key has accounts:read (--no-accounts-scope: GET /api/accounts is 403)")
+    parser.add_argument("--week-start", choices=WEEK_STARTS, default="monday")
+    parser.add_argument("--date-times-in", choices=DATE_TIMES_IN, default="company",
+                        help="series date_times with the company offset or in UTC (default: company)")
+    parser.add_argument("--created-spread", nargs=2, type=datetime.fromisoformat, default=None,
+                        metavar=("FIRST", "LAST"),
+                        help="spread segment creation times evenly over these naive company-local times")
+    parser.add_argument("--before-creation", choices=BEFORE_CREATION, default="zero",
+                        help="statistics of buckets ending before a segment's creation: 0 or null")
+    parser.add_argument("--edges", choices=EDGES, default="inclusive",
+                        help="which buckets a custom timeframe returns (default: inclusive)")
     parser.add_argument("--fail-rate", type=float, default=0.0)
     parser.add_argument("--drop-rate", type=float, default=0.0)
     parser.add_argument("--slow-seconds", type=float, default=0.0)
@@ -47,10 +70,25 @@ def config_from_args(args: argparse.Namespace) -> EmulatorConfig:
     faults = Faults(fail_rate=args.fail_rate, drop_rate=args.drop_rate, slow_seconds=args.slow_seconds,
                     daily_exhausted=args.daily_exhausted, echo_request_in_errors=args.echo_request_in_errors,
                     malformed=args.malformed, seed=args.seed)
-    limits = RateLimits.klaviyo(args.time_scale) if args.klaviyo_limits else None
+    limits = RateLimits.klaviyo(args.time_scale, args.burst_time_scale) if args.klaviyo_limits else None
     return EmulatorConfig(segments=args.segments, timezone=args.timezone, api_key=args.api_key,
                           no_scope_api_key=args.no_scope_api_key, now=args.now, limits=limits, faults=faults,
-                          seed=args.seed, page_size=args.page_size, port=args.port, host=args.host)
+                          seed=args.seed, page_size=args.page_size, port=args.port, host=args.host,
+                          require_offset=args.require_offset, cap_mode=args.cap_mode,
+                          accounts_scope=args.accounts_scope, week_start=args.week_start,
+                          date_times_in=args.date_times_in,
+                          created_spread=tuple(args.created_spread) if args.created_spread else None,
+                          before_creation=args.before_creation, edges=args.edges)
+
+
+def _bind_problem(exc: OSError, host: str, port: int) -> str:
+    """One sentence saying why the emulator could not listen on host:port."""
+    if exc.errno == errno.EADDRINUSE:
+        return (f"port {port} on {host} is already in use: stop what holds it, "
+                "or pass --port 0 for a free port.")
+    if exc.errno == errno.EACCES:
+        return f"port {port} on {host} needs privileges this process lacks: pass a port above 1023, or --port 0."
+    return f"cannot listen on {host}:{port} ({exc.strerror or exc}): pass another --host or --port."
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -62,8 +100,17 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
-    emulator = Emulator(config_from_args(args)).start()
-    print(f"emulator listening on {emulator.base_url} (api key: {args.api_key})", flush=True)
+    try:
+        config = config_from_args(args)
+    except ValueError as exc:
+        print(f"invalid emulator settings: {exc}.", file=sys.stderr, flush=True)
+        return 2
+    try:
+        emulator = Emulator(config).start()
+    except OSError as exc:
+        print(_bind_problem(exc, args.host, args.port), file=sys.stderr, flush=True)
+        return 2
+    print(f"emulator listening on {emulator.base_url} (port {emulator.port}, api key: {args.api_key})", flush=True)
     try:
         # Short waits so the main thread gets to run the signal handlers promptly.
         while not stop.wait(0.2):

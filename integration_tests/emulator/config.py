@@ -10,6 +10,11 @@ from typing import Any, Callable
 from .ratelimit import RateLimits
 
 MALFORMED_KINDS = ("missing_statistic", "short_date_times", "not_json", "wrong_type")
+CAP_MODES = ("elapsed", "wall")
+WEEK_STARTS = ("monday", "sunday")
+DATE_TIMES_IN = ("company", "utc")
+BEFORE_CREATION = ("zero", "null")
+EDGES = ("inclusive", "strict", "generous")
 
 
 @dataclass(frozen=True)
@@ -62,11 +67,13 @@ def _known_fields(cls: type, body: Any) -> dict[str, Any]:
 
 
 def limits_from_json(body: Any) -> RateLimits | None:
-    """Admin JSON to limits: null = no limits; {"time_scale": s} = RateLimits.klaviyo(s)."""
+    """Admin JSON to limits: null = no limits; {"time_scale": s} = RateLimits.klaviyo(s);
+    {"time_scale": s, "burst_time_scale": b} = RateLimits.klaviyo(s, b); else RateLimits fields."""
     if body is None:
         return None
-    if isinstance(body, dict) and set(body) == {"time_scale"}:
-        return RateLimits.klaviyo(float(body["time_scale"]))
+    if isinstance(body, dict) and "time_scale" in body and set(body) <= {"time_scale", "burst_time_scale"}:
+        burst = body.get("burst_time_scale")
+        return RateLimits.klaviyo(float(body["time_scale"]), None if burst is None else float(burst))
     return RateLimits(**_known_fields(RateLimits, body))
 
 
@@ -77,6 +84,28 @@ class EmulatorConfig:
     `now` is the naive company-local wall time the data ends at (None = the real clock). `clock` is the
     monotonic clock used for rate-limit windows and CallRecord.at (inject a fake to avoid sleeping).
     `port` 0 picks a free port.
+
+    Readings of what Klaviyo leaves open (defaults follow the published material; see the package
+    docstring for the exact contract of each):
+
+    - require_offset: True = a custom timeframe's start/end must carry a UTC offset (RFC 3339
+      date-time, as the spec types them); a naive one gets 400 `invalid` pointing at
+      /data/attributes/timeframe/start (or /end). The offset is ignored either way. False = naive
+      times are accepted too.
+    - cap_mode: "elapsed" = interval caps measure end - start in elapsed time in the company zone;
+      "wall" = in wall time (a DST fall-back window is then not an hour longer).
+    - accounts_scope: False = the main key lacks accounts:read, so GET /api/accounts answers 403.
+    - week_start: "monday" | "sunday": first day of weekly buckets and of this_week / last_week.
+    - date_times_in: "company" = series date_times carry the company offset
+      (2024-01-05T00:00:00-05:00); "utc" = the same instants written in UTC (2024-01-05T05:00:00+00:00).
+    - created_spread: (first, last) naive company-local wall times; segment i of N (sorted ids) is
+      created at first + (last - first) * i / (N - 1), measured in elapsed time. None = every segment
+      was created before the data starts (2023-06-01).
+    - before_creation: "zero" = buckets before a segment's creation report 0 (total_members 0);
+      "null" = a bucket (or values timeframe) ending at or before the creation instant reports null
+      for every statistic.
+    - edges: "inclusive" = buckets whose start wall time is in [floor_bucket(start), end];
+      "strict" = in [start, end]; "generous" = in [floor_bucket(start), first bucket start after end].
     """
 
     segments: int = 25
@@ -91,3 +120,24 @@ class EmulatorConfig:
     port: int = 0
     host: str = "127.0.0.1"
     clock: Callable[[], float] = time.monotonic
+    require_offset: bool = True
+    cap_mode: str = "elapsed"
+    accounts_scope: bool = True
+    week_start: str = "monday"
+    date_times_in: str = "company"
+    created_spread: tuple[datetime, datetime] | None = None
+    before_creation: str = "zero"
+    edges: str = "inclusive"
+
+    def __post_init__(self) -> None:
+        for name, allowed in (("cap_mode", CAP_MODES), ("week_start", WEEK_STARTS),
+                              ("date_times_in", DATE_TIMES_IN), ("before_creation", BEFORE_CREATION),
+                              ("edges", EDGES)):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
+        if self.created_spread is not None:
+            first, last = self.created_spread
+            if first.tzinfo is not None or last.tzinfo is not None:
+                raise ValueError("created_spread takes naive company-local wall times")
+            if last < first:
+                raise ValueError("created_spread must be (first, last) with first <= last")

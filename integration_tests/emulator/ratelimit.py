@@ -18,6 +18,7 @@ REPORT_BUCKET = "reports"
 SERIES_BUCKET = "segment-series-reports"
 VALUES_BUCKET = "segment-values-reports"
 SEGMENTS_BUCKET = "segments"
+ACCOUNTS_BUCKET = "accounts"
 
 
 @dataclass(frozen=True)
@@ -25,8 +26,10 @@ class RateLimits:
     """Per-account limits. Counts are calls per window; windows are seconds.
 
     `burst`, `steady`, `daily` apply to the report endpoints; `list_burst` and `list_steady` apply to
-    GET /api/segments with the same burst/steady windows. `shared_report_quota` makes series and values
-    calls draw from one quota (True) or from one quota each (False).
+    GET /api/segments (Klaviyo: 75/s, 750/min) and `accounts_burst` / `accounts_steady` to
+    GET /api/accounts (Klaviyo: 1/s, 15/min), each a bucket of its own with the same burst/steady
+    windows. `shared_report_quota` makes series and values calls draw from one quota (True) or from
+    one quota each (False).
     """
 
     burst: int = 1
@@ -36,19 +39,26 @@ class RateLimits:
     daily: int = 225
     daily_window: float = 86400.0
     list_burst: int = 75
-    list_steady: int = 700
+    list_steady: int = 750
+    accounts_burst: int = 1
+    accounts_steady: int = 15
     shared_report_quota: bool = True
 
     @classmethod
-    def klaviyo(cls, time_scale: float = 1.0) -> RateLimits:
-        """Klaviyo's published report limits with every window divided by `time_scale`.
+    def klaviyo(cls, time_scale: float = 1.0, burst_time_scale: float | None = None) -> RateLimits:
+        """Klaviyo's published limits with the steady and daily windows divided by `time_scale`.
 
-        time_scale=60 turns "2 per minute" into "2 per second" and a day into 24 minutes.
+        time_scale=60 turns "2 per minute" into "2 per second" and a day into 24 minutes. The burst
+        window is divided by `burst_time_scale` when given, else by `time_scale` too: klaviyo(60, 1.0)
+        keeps the burst at its real 1 s while the steady window is 1 s and the daily one 1440 s, so a
+        fast or fake clock still exercises the burst limit.
         """
         if time_scale <= 0:
             raise ValueError("time_scale must be positive")
+        if burst_time_scale is not None and burst_time_scale <= 0:
+            raise ValueError("burst_time_scale must be positive")
         return cls(
-            burst_window=1.0 / time_scale,
+            burst_window=1.0 / (time_scale if burst_time_scale is None else burst_time_scale),
             steady_window=60.0 / time_scale,
             daily_window=86400.0 / time_scale,
         )
@@ -59,6 +69,11 @@ class RateLimits:
             return [
                 ("burst", self.list_burst, self.burst_window),
                 ("steady", self.list_steady, self.steady_window),
+            ]
+        if bucket == ACCOUNTS_BUCKET:
+            return [
+                ("burst", self.accounts_burst, self.burst_window),
+                ("steady", self.accounts_steady, self.steady_window),
             ]
         return [
             ("burst", self.burst, self.burst_window),

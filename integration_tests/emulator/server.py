@@ -3,6 +3,8 @@
 Request pipeline (API routes): drop fault -> slow fault -> route (404/405) -> auth (401/403) ->
 revision (400) -> [reports: content type (415)] -> rate limits / daily_exhausted (429) ->
 [reports: body validation (400) -> fail fault (503)] -> answer (-> malformed fault).
+Every answer given after admission (200, 400, 503) carries RateLimit-Limit/Remaining/Reset when
+limits are configured; a 429 carries Retry-After instead.
 Every API request, whatever its outcome, is recorded as a CallRecord (status 0 = dropped).
 Admin routes under /__admin/ bypass all of it.
 """
@@ -19,15 +21,16 @@ import threading
 import time
 import uuid
 from dataclasses import asdict, dataclass, field
-from datetime import datetime
+from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Callable, Sequence, Union
+from typing import Any, Callable, Iterator, Sequence, Union
 from urllib.parse import parse_qsl, urlencode
 
 from .config import EmulatorConfig, Faults, limits_from_json
 from .data import STATISTICS, DataStore, Segment, Stats
 from .data import resolve_timeframe_key as _resolve_key
 from .ratelimit import (
+    ACCOUNTS_BUCKET,
     SEGMENTS_BUCKET,
     SERIES_BUCKET,
     VALUES_BUCKET,
@@ -52,9 +55,13 @@ KNOWN_REVISIONS = frozenset({
     "2024-10-15", "2025-01-15", "2025-04-15", "2025-07-15", "2025-10-15",
     "2026-01-15", "2026-04-15", "2026-07-15", "2026-10-15",
 })
+PRE_RELEASE_SUFFIX = ".pre"  # "2026-07-15.pre": the pre-release of a known revision
 JSON_API = "application/vnd.api+json"
+# Report POST bodies may be sent as JSON:API or as plain JSON (Klaviyo's guide's curl uses the latter).
+REPORT_CONTENT_TYPES = frozenset({JSON_API, "application/json"})
 # path (no trailing slash) -> (method, endpoint name)
 ROUTES = {
+    "/api/accounts": ("GET", "accounts"),
     "/api/segments": ("GET", "segments"),
     "/api/segment-values-reports": ("POST", "values"),
     "/api/segment-series-reports": ("POST", "series"),
@@ -62,6 +69,16 @@ ROUTES = {
 SEGMENT_FIELDS = ("name", "definition", "created", "updated", "is_active", "is_processing", "is_starred")
 ALLOWED_SEGMENT_FIELDS = frozenset(SEGMENT_FIELDS) | {"id", "definition.condition_groups"}
 SEGMENT_SORTS = ("id", "name", "created", "updated")
+# fields[account] values allowed by the spec (accounts-2026-07-15.json)
+ACCOUNT_FIELDS = frozenset({
+    "contact_information", "contact_information.default_sender_email", "contact_information.default_sender_name",
+    "contact_information.organization_name", "contact_information.street_address",
+    "contact_information.street_address.address1", "contact_information.street_address.address2",
+    "contact_information.street_address.city", "contact_information.street_address.country",
+    "contact_information.street_address.region", "contact_information.street_address.zip",
+    "contact_information.website_url", "id", "industry", "locale", "preferred_currency", "public_api_key",
+    "test_account", "timezone",
+})
 
 
 @dataclass
@@ -75,7 +92,7 @@ class CallRecord:
     method: str
     path: str
     query: str
-    endpoint: str  # "segments" | "series" | "values" | "unknown"
+    endpoint: str  # "accounts" | "segments" | "series" | "values" | "unknown"
     status: int
     segment_ids: list[str]
     body: Any
@@ -175,6 +192,20 @@ def _segment_matches(segment: Segment, cond: Condition, tz_instant: Callable[[st
     raise ValueError(f"unsupported filter {cond.op}({cond.attr}, ...)")
 
 
+def _sparse(attributes: dict[str, Any], paths: Sequence[str]) -> dict[str, Any]:
+    """Only the dotted `paths` of `attributes` (a.b keeps attributes["a"]["b"] under "a")."""
+    out: dict[str, Any] = {}
+    for path in paths:
+        source: Any = attributes
+        target = out
+        parts = path.split(".")
+        for part in parts[:-1]:
+            source = source[part]
+            target = target.setdefault(part, {})
+        target[parts[-1]] = source[parts[-1]]
+    return out
+
+
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     # Idle keep-alive connections must not make server_close() wait.
@@ -229,7 +260,10 @@ class Emulator:
 
     def __init__(self, config: EmulatorConfig | None = None) -> None:
         self.config = config or EmulatorConfig()
-        self.data = DataStore(self.config.seed, self.config.segments, self.config.timezone)
+        cfg = self.config
+        self.data = DataStore(cfg.seed, cfg.segments, cfg.timezone, week_start=cfg.week_start,
+                              date_times_in=cfg.date_times_in, created_spread=cfg.created_spread,
+                              before_creation=cfg.before_creation)
         self._clock = self.config.clock
         self._lock = threading.Lock()
         self._calls: list[CallRecord] = []
@@ -332,8 +366,21 @@ class Emulator:
         return self.config.now or self.data.time.now_wall(time.time())
 
     def resolve_timeframe_key(self, key: str) -> tuple[datetime, datetime]:
-        """Naive local [start, end) of a timeframe key at now."""
-        return _resolve_key(key, self.now_wall())
+        """Naive local [start, end) of a timeframe key at now (weeks start on config.week_start)."""
+        return _resolve_key(key, self.now_wall(), self.config.week_start)
+
+    def bucket_key(self, date_time: str, form: str | None = None) -> str:
+        """The oracle's key for a bucket-start string in either form the series endpoint may write.
+
+        `date_time` is an ISO 8601 string with an offset (company offset, UTC, or any other); the
+        result is the same instant written as the oracle writes keys in `form` ("company" or "utc";
+        default: config.date_times_in, the form truth_series uses). A naive string is read as
+        company-local wall time."""
+        parsed = datetime.fromisoformat(date_time)
+        instant = parsed.timestamp() if parsed.tzinfo else self.data.time.instant(parsed)
+        if (form or self.config.date_times_in) == "utc":
+            return datetime.fromtimestamp(instant, timezone.utc).isoformat()
+        return datetime.fromtimestamp(instant, self.data.time.tz).isoformat()
 
     def truth_series(
         self,
@@ -342,8 +389,13 @@ class Emulator:
         end: datetime,
         segment_ids: Sequence[str] | None = None,
         statistics: Sequence[str] | None = None,
-    ) -> dict[tuple[str, str], dict[str, int]]:
-        """{(segment_id, date_time): stats} for buckets with start <= bucket start wall time < end."""
+    ) -> dict[tuple[str, str], dict[str, int | None]]:
+        """{(segment_id, date_time): stats} for buckets with start <= bucket start wall time < end.
+
+        Independent of config.edges (map a request's window to [start, end) yourself). Follows
+        week_start (bucket boundaries), date_times_in (date_time is written in the form the series
+        endpoint writes; bucket_key() maps any form to it) and before_creation/created_spread
+        (statistics are None for buckets ending at or before creation in "null" mode)."""
         return self.data.truth_series(interval, start, end, segment_ids, statistics or STATISTICS, self.now_instant())
 
     def truth_values(
@@ -351,8 +403,10 @@ class Emulator:
         timeframe: Union[str, tuple[datetime, datetime]],
         segment_ids: Sequence[str] | None = None,
         statistics: Sequence[str] | None = None,
-    ) -> dict[str, dict[str, int]]:
-        """{segment_id: stats} over hours with start <= hour start wall time < end (key: its range)."""
+    ) -> dict[str, dict[str, int | None]]:
+        """{segment_id: stats} over hours with start <= hour start wall time < end (key: its range,
+        following week_start). None statistics: before_creation="null" and the last such hour ends at
+        or before the segment's creation."""
         start, end = self.resolve_timeframe_key(timeframe) if isinstance(timeframe, str) else timeframe
         return self.data.truth_values(start, end, segment_ids, statistics or STATISTICS, self.now_instant())
 
@@ -407,33 +461,53 @@ class Emulator:
         if request.method != method:
             raise ApiError(405, "method_not_allowed", "Method not allowed.",
                            f'Method "{request.method}" not allowed on {request.path}.')
-        self._authenticate(request.headers)
+        self._authenticate(request.headers, endpoint)
         self._check_revision(request.headers)
-        if endpoint == "segments":
-            decision = self._admit(SEGMENTS_BUCKET, faults, report=False)
-            return self._with_rate_headers(self._list_segments(request), decision)
+        if endpoint in ("segments", "accounts"):
+            bucket = SEGMENTS_BUCKET if endpoint == "segments" else ACCOUNTS_BUCKET
+            decision = self._admit(bucket, faults, report=False)
+            with self._rate_headers_on_error(decision):
+                answer = self._list_segments(request) if endpoint == "segments" else self._accounts(request)
+            return self._with_rate_headers(answer, decision)
         self._check_content_type(request.headers)
         bucket = SERIES_BUCKET if endpoint == "series" else VALUES_BUCKET
         decision = self._admit(bucket, faults, report=True)
-        report = validate_report(endpoint, request.body, self.now_wall(), self.data.time.instant)
-        if self._draw(faults.fail_rate):
-            raise ApiError(503, "service_unavailable", "Service unavailable.",
-                           "MetricServiceRetryableError: the reporting service is temporarily unavailable. "
-                           "Please retry the request.")
+        with self._rate_headers_on_error(decision):
+            cfg = self.config
+            report = validate_report(endpoint, request.body, self.now_wall(), self.data.time.instant,
+                                     require_offset=cfg.require_offset, cap_mode=cfg.cap_mode,
+                                     week_start=cfg.week_start)
+            if self._draw(faults.fail_rate):
+                raise ApiError(503, "service_unavailable", "Service unavailable.",
+                               "MetricServiceRetryableError: the reporting service is temporarily unavailable. "
+                               "Please retry the request.")
         response = self._series(report) if endpoint == "series" else self._values(report)
         return self._with_rate_headers(self._corrupt(response, report, faults.malformed), decision)
 
-    def _authenticate(self, headers: dict[str, str]) -> None:
+    @contextlib.contextmanager
+    def _rate_headers_on_error(self, decision: Decision | None) -> Iterator[None]:
+        """An ApiError raised after admission carries the RateLimit-* headers too."""
+        try:
+            yield
+        except ApiError as err:
+            err.headers.update(self._rate_headers(decision))
+            raise
+
+    def _authenticate(self, headers: dict[str, str], endpoint: str) -> None:
         value = _header(headers, "Authorization")
         if value is None:
             raise ApiError(401, "not_authenticated", "Authentication credentials were not provided.",
                            "Missing Authorization header; send 'Authorization: Klaviyo-API-Key <private key>'.")
         scheme, _, key = value.partition(" ")
         if scheme == "Klaviyo-API-Key" and key == self.config.api_key:
+            if endpoint == "accounts" and not self.config.accounts_scope:
+                raise ApiError(403, "permission_denied", "You do not have permission to perform this action.",
+                               "This API key is missing required scopes: accounts:read.")
             return
         if scheme == "Klaviyo-API-Key" and key == self.config.no_scope_api_key:
+            scope = "accounts:read" if endpoint == "accounts" else "segments:read"
             raise ApiError(403, "permission_denied", "You do not have permission to perform this action.",
-                           "This API key is missing required scopes: segments:read.")
+                           f"This API key is missing required scopes: {scope}.")
         raise ApiError(401, "not_authenticated", "Incorrect authentication credentials.",
                        "The Authorization header does not carry a valid private API key.")
 
@@ -442,14 +516,14 @@ class Emulator:
         revision = _header(headers, "revision")
         if revision is None:
             raise invalid("Missing required header 'revision'.", parameter="revision")
-        if revision not in KNOWN_REVISIONS:
+        if revision.removesuffix(PRE_RELEASE_SUFFIX) not in KNOWN_REVISIONS:
             raise invalid(f"Invalid revision {revision!r}; supported revisions: {', '.join(sorted(KNOWN_REVISIONS))}.",
                           parameter="revision")
 
     @staticmethod
     def _check_content_type(headers: dict[str, str]) -> None:
         content_type = _header(headers, "Content-Type") or ""
-        if content_type.split(";")[0].strip().lower() != JSON_API:
+        if content_type.split(";")[0].strip().lower() not in REPORT_CONTENT_TYPES:
             raise ApiError(415, "unsupported_media_type", "Unsupported media type.",
                            f'Unsupported media type "{content_type}" in request; use {JSON_API}.')
 
@@ -479,11 +553,15 @@ class Emulator:
                        headers={"Retry-After": str(seconds)})
 
     @staticmethod
-    def _with_rate_headers(response: Response, decision: Decision | None) -> Response:
-        if decision is not None:
-            response.headers.update({"RateLimit-Limit": str(decision.limit),
-                                     "RateLimit-Remaining": str(decision.remaining),
-                                     "RateLimit-Reset": str(decision.reset)})
+    def _rate_headers(decision: Decision | None) -> dict[str, str]:
+        """RateLimit-* headers of an admitted call (none when the emulator is unlimited)."""
+        if decision is None:
+            return {}
+        return {"RateLimit-Limit": str(decision.limit), "RateLimit-Remaining": str(decision.remaining),
+                "RateLimit-Reset": str(decision.reset)}
+
+    def _with_rate_headers(self, response: Response, decision: Decision | None) -> Response:
+        response.headers.update(self._rate_headers(decision))
         return response
 
     # -- reports ---------------------------------------------------------------------------
@@ -498,7 +576,7 @@ class Emulator:
         assert report.interval is not None
         date_times, results = self.data.series_report(
             report.segment_ids, report.interval, report.start, report.end, inclusive=report.end_inclusive,
-            statistics=report.statistics, now_instant=self.now_instant())
+            statistics=report.statistics, now_instant=self.now_instant(), edges=self.config.edges)
         items = [{"groupings": {"segment_id": sid}, "statistics": stats} for sid, stats in results.items()]
         attributes = {"results": self._shuffled(items), "date_times": date_times}
         return {"data": {"type": SERIES_TYPE, "id": str(uuid.uuid4()), "attributes": attributes},
@@ -507,7 +585,7 @@ class Emulator:
     def _values(self, report: ReportRequest) -> dict[str, Any]:
         results: dict[str, Stats] = self.data.values_report(
             report.segment_ids, report.start, report.end, inclusive=report.end_inclusive,
-            statistics=report.statistics, now_instant=self.now_instant())
+            statistics=report.statistics, now_instant=self.now_instant(), edges=self.config.edges)
         items = [{"groupings": {"segment_id": sid}, "statistics": stats} for sid, stats in results.items()]
         return {"data": {"type": VALUES_TYPE, "id": str(uuid.uuid4()), "attributes": {"results": self._shuffled(items)}},
                 "links": {"self": f"{self.base_url}/api/segment-values-reports/"}}
@@ -527,6 +605,46 @@ class Emulator:
             for item in attributes["results"]:
                 item["statistics"] = {name: "n/a" for name in item["statistics"]}
         return _json_response(200, document)
+
+    # -- GET /api/accounts -----------------------------------------------------------------
+
+    def account_id(self) -> str:
+        """The account's id (Klaviyo uses the 6-character public API key)."""
+        return "".join(random.Random(f"{self.config.seed}:account").choice("ABCDEFGHJKLMNPQRSTUVWXYZ23456789")
+                       for _ in range(6))
+
+    def _account_attributes(self) -> dict[str, Any]:
+        return {
+            "test_account": False,
+            "contact_information": {
+                "default_sender_name": "Emulated Store", "default_sender_email": "hello@emulated-store.example",
+                "website_url": "https://emulated-store.example", "organization_name": "Emulated Store",
+                "street_address": {"address1": "125 Summer Street", "address2": None, "city": "Boston",
+                                   "region": "MA", "country": "US", "zip": "02110"},
+            },
+            "industry": "Retail",
+            "timezone": self.config.timezone,
+            "preferred_currency": "USD",
+            "public_api_key": self.account_id(),
+            "locale": "en-US",
+        }
+
+    def _accounts(self, request: Request) -> Response:
+        """GET /api/accounts: the one account of the key, sparse fieldsets per fields[account]."""
+        params = dict(parse_qsl(request.query, keep_blank_values=True))
+        attributes = self._account_attributes()
+        if "fields[account]" in params:
+            wanted = [f for f in params["fields[account]"].split(",") if f]
+            unknown = sorted(set(wanted) - ACCOUNT_FIELDS)
+            if unknown or not wanted:
+                raise invalid(f"Invalid fields[account] value(s): {', '.join(unknown) or '(empty)'}.",
+                              parameter="fields[account]")
+            attributes = _sparse(attributes, [f for f in wanted if f != "id"])
+        account_id = self.account_id()
+        resource = {"type": "account", "id": account_id, "attributes": attributes,
+                    "links": {"self": f"{self.base_url}/api/accounts/{account_id}/"}}
+        self_link = f"{self.base_url}{request.path}" + (f"?{request.query}" if request.query else "")
+        return _json_response(200, {"data": [resource], "links": {"self": self_link}})
 
     # -- GET /api/segments -----------------------------------------------------------------
 

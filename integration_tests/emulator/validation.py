@@ -67,12 +67,13 @@ def invalid(detail: str, pointer: str | None = None, parameter: str | None = Non
 
 
 # ---------------------------------------------------------------------------------------------
-# Filter strings: cond ("," cond)*, cond = op "(" attr "," value ")", value = "str" | bare | [v, ...]
+# Filter strings: cond ("," cond)*, cond = op "(" attr "," value ")",
+# value = "str" | 'str' | bare | [v, ...] (Klaviyo's own examples use single quotes too)
 
 
 @dataclass(frozen=True)
 class Literal:
-    """One filter value: its text and whether it was a double-quoted string."""
+    """One filter value: its text and whether it was a quoted string (double or single quotes)."""
 
     text: str
     quoted: bool
@@ -90,7 +91,9 @@ class Condition:
     value: FilterValue
 
 
-_TOKEN = re.compile(r'\s*(?:(?P<str>"(?:[^"\\]|\\.)*")|(?P<punct>[(),\[\]])|(?P<word>[^\s"(),\[\]]+))')
+_TOKEN = re.compile(
+    r'\s*(?:(?P<str>"(?:[^"\\]|\\.)*")|(?P<sstr>\'(?:[^\'\\]|\\.)*\')|(?P<punct>[(),\[\]])'
+    r'|(?P<word>[^\s"\'(),\[\]]+))')
 
 
 def _tokens(text: str) -> list[tuple[str, str]]:
@@ -129,8 +132,12 @@ class _FilterParser:
         return self.pos < len(self.tokens) and self.tokens[self.pos] == ("punct", text)
 
     def _literal(self) -> Literal:
-        if self.pos < len(self.tokens) and self.tokens[self.pos][0] == "str":
+        kind = self.tokens[self.pos][0] if self.pos < len(self.tokens) else ""
+        if kind == "str":
             return Literal(json.loads(self._next("str")), True)
+        if kind == "sstr":
+            # 'text': a backslash escapes the next character (\' is a quote).
+            return Literal(re.sub(r"\\(.)", r"\1", self._next("sstr")[1:-1]), True)
         return Literal(self._next("word"), False)
 
     def _value(self) -> FilterValue:
@@ -170,9 +177,9 @@ def parse_filter(text: str) -> list[Condition]:
 
 
 def _quoted(value: FilterValue, what: str) -> str:
-    """The text of a double-quoted string value, else ValueError."""
+    """The text of a quoted string value ("X" or 'X'), else ValueError."""
     if not isinstance(value, Literal) or not value.quoted:
-        raise ValueError(f"{what} must be a double-quoted string")
+        raise ValueError(f"{what} must be a quoted string")
     if not value.text:
         raise ValueError(f"{what} must not be empty")
     return value.text
@@ -180,7 +187,8 @@ def _quoted(value: FilterValue, what: str) -> str:
 
 def report_filter_ids(text: str) -> list[str]:
     """Segment ids selected by a report filter; raises ApiError(400) for anything but exactly one
-    equals(segment_id,"X") or any(segment_id,["A",...]) with 1..100 non-empty ids."""
+    equals(segment_id,"X") or any(segment_id,["A",...]) with 1..100 non-empty ids (single quotes,
+    'X', are accepted as well)."""
     pointer = "/data/attributes/filter"
     try:
         conditions = parse_filter(text)
@@ -268,21 +276,27 @@ def _check_statistics(statistics: list[str]) -> tuple[str, ...]:
     return tuple(statistics)
 
 
-def _parse_wall(value: Any, name: str) -> datetime:
-    """An ISO 8601 string as a naive wall time; any offset is dropped (company timezone applies)."""
+def _parse_wall(value: Any, name: str, require_offset: bool = True) -> datetime:
+    """An ISO 8601 string as a naive wall time; any offset is dropped (company timezone applies).
+
+    With `require_offset`, a value without a UTC offset (RFC 3339 requires one) is refused."""
     pointer = f"/data/attributes/timeframe/{name}"
     if not isinstance(value, str):
         raise invalid(f"timeframe.{name} must be an ISO 8601 datetime string.", pointer)
     try:
-        return datetime.fromisoformat(value).replace(tzinfo=None)
+        parsed = datetime.fromisoformat(value)
     except ValueError:
         raise invalid(f"timeframe.{name} {value!r} is not a valid ISO 8601 datetime.", pointer) from None
+    if require_offset and parsed.tzinfo is None:
+        raise invalid(f"timeframe.{name} {value!r} is not a valid RFC 3339 date-time: it has no UTC offset "
+                      f"(e.g. {parsed.isoformat()}+00:00 or {parsed.isoformat()}Z).", pointer)
+    return parsed.replace(tzinfo=None)
 
 
-def _check_custom_timeframe(timeframe: dict[str, Any]) -> tuple[datetime, datetime]:
+def _check_custom_timeframe(timeframe: dict[str, Any], require_offset: bool = True) -> tuple[datetime, datetime]:
     pointer = "/data/attributes/timeframe"
-    start = _parse_wall(timeframe["start"], "start")
-    end = _parse_wall(timeframe["end"], "end")
+    start = _parse_wall(timeframe["start"], "start", require_offset)
+    end = _parse_wall(timeframe["end"], "end", require_offset)
     if start >= end:
         raise invalid(f"timeframe.start ({start.isoformat()}) must be before timeframe.end ({end.isoformat()}).",
                       pointer)
@@ -298,7 +312,9 @@ def _check_custom_timeframe(timeframe: dict[str, Any]) -> tuple[datetime, dateti
     return start, end
 
 
-def _check_timeframe(timeframe: dict[str, Any], now_wall: datetime) -> tuple[str | None, datetime, datetime]:
+def _check_timeframe(
+    timeframe: dict[str, Any], now_wall: datetime, *, require_offset: bool = True, week_start: str = "monday"
+) -> tuple[str | None, datetime, datetime]:
     """(key or None, start, end) of a timeframe that is exactly {key} or exactly {start, end}."""
     pointer = "/data/attributes/timeframe"
     members = set(timeframe)
@@ -309,21 +325,25 @@ def _check_timeframe(timeframe: dict[str, Any], now_wall: datetime) -> tuple[str
         if key not in TIMEFRAME_KEYS:
             raise invalid(f"Invalid timeframe key {key!r}; expected one of {', '.join(TIMEFRAME_KEYS)}.",
                           pointer + "/key")
-        start, end = resolve_timeframe_key(key, now_wall)
+        start, end = resolve_timeframe_key(key, now_wall, week_start)
         return key, start, end
     if members == {"start", "end"}:
-        return (None, *_check_custom_timeframe(timeframe))
+        return (None, *_check_custom_timeframe(timeframe, require_offset))
     missing = sorted({"start", "end"} - members) if members & {"start", "end"} else ["key or start/end"]
     extra = sorted(members - {"key", "start", "end"})
     problem = f"unexpected member(s) {', '.join(extra)}" if extra else f"missing {', '.join(missing)}"
     raise invalid(f"timeframe must be {{'key': ...}} or {{'start': ..., 'end': ...}}: {problem}.", pointer)
 
 
-def _check_interval_cap(interval: str, start: datetime, end: datetime, instant: Callable[[datetime], float] | None) -> None:
+def _check_interval_cap(
+    interval: str, start: datetime, end: datetime, instant: Callable[[datetime], float] | None, cap_mode: str
+) -> None:
+    """Refuse end - start longer than the interval's cap: in elapsed time in the company zone
+    (cap_mode "elapsed" with `instant`; a window holding a DST fall-back is an hour longer than its
+    wall times say) or in wall time (cap_mode "wall", or no `instant`)."""
     cap, label = INTERVAL_CAPS[interval]
-    # The harsher reading, as for `end`: the cap is elapsed time in the company's zone, so a window
-    # holding a DST fall-back is an hour longer than its wall times say.
-    elapsed = timedelta(seconds=instant(end) - instant(start)) if instant else end - start
+    use_elapsed = cap_mode == "elapsed" and instant is not None
+    elapsed = timedelta(seconds=instant(end) - instant(start)) if use_elapsed and instant else end - start
     if elapsed > cap:
         raise invalid(
             f"If {interval} is used, the timeframe cannot be longer than {label}; "
@@ -333,10 +353,18 @@ def _check_interval_cap(interval: str, start: datetime, end: datetime, instant: 
 
 
 def validate_report(
-    kind: str, raw: bytes, now_wall: datetime, instant: Callable[[datetime], float] | None = None
+    kind: str,
+    raw: bytes,
+    now_wall: datetime,
+    instant: Callable[[datetime], float] | None = None,
+    *,
+    require_offset: bool = True,
+    cap_mode: str = "elapsed",
+    week_start: str = "monday",
 ) -> ReportRequest:
     """Validate a report body for endpoint `kind` ("series"/"values") at company wall time `now_wall`;
-    `instant` turns a company wall time into POSIX time, to measure interval caps in elapsed time.
+    `instant` turns a company wall time into POSIX time, to measure interval caps in elapsed time
+    (cap_mode "elapsed"). `require_offset`, `cap_mode`, `week_start`: see EmulatorConfig.
 
     Returns the normalized request; raises ApiError(400) naming the first problem found.
     """
@@ -351,10 +379,10 @@ def validate_report(
     attributes: dict[str, Any] = body["data"]["attributes"]
     statistics = _check_statistics(attributes["statistics"])
     timeframe = attributes["timeframe"]
-    key, start, end = _check_timeframe(timeframe, now_wall)
+    key, start, end = _check_timeframe(timeframe, now_wall, require_offset=require_offset, week_start=week_start)
     interval: str | None = attributes.get("interval") if kind == "series" else None
     if interval is not None:
-        _check_interval_cap(interval, start, end, instant)
+        _check_interval_cap(interval, start, end, instant, cap_mode)
     text = attributes.get("filter")
     ids = report_filter_ids(text) if text is not None else None
     return ReportRequest(kind, statistics, interval, timeframe, key, start, end, key is None, ids)
