@@ -16,17 +16,39 @@ export DO_NOT_TRACK := 1
 
 .PHONY: demo sync test lint unit integration bench fuzz clean
 
+# The first install downloads PyAirbyte, DuckDB, matplotlib and their dependencies (about 200
+# packages, a few minutes) and shows pip's progress. The stamp files make later runs skip it until
+# setup.py changes.
+#
+# PYTHONWARNINGS hides one message only: setuptools' "Editable installation" box, which it prints on
+# every editable install of this flat layout (recent pip versions show build-backend warnings) and
+# which asks nothing of the user. Every other warning still shows.
+PIP_INSTALL := PYTHONWARNINGS="ignore:Editable installation" $(BIN)/python -m pip install
+
 $(BIN)/python:
+	@version=$$($(PYTHON) -c 'import platform; print(platform.python_version())' 2>/dev/null) || { \
+	  echo "$(PYTHON) was not found: install Python 3.10, 3.11 or 3.12, then run e.g. make $(or $(MAKECMDGOALS),demo) PYTHON=python3.11"; exit 1; }; \
+	case "$$version" in 3.10.*|3.11.*|3.12.*) ;; *) \
+	  echo "$(PYTHON) is Python $$version, but PyAirbyte needs 3.10, 3.11 or 3.12: run e.g. make $(or $(MAKECMDGOALS),demo) PYTHON=python3.11"; exit 1;; esac
+	@echo "Creating the virtual environment $(VENV) with $(PYTHON) ..."
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
 $(TEST_STAMP): setup.py | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e '.[tests]'
+	@echo "Installing source-klaviyo-segments (editable) with its test tools into $(VENV):"
+	@echo "  pytest, hypothesis, ruff, mypy, PyAirbyte, DuckDB, matplotlib, klaviyo-api and their dependencies."
+	@echo "  The first run downloads about 200 packages and takes a few minutes; later runs skip this step."
+	$(PIP_INSTALL) -e '.[tests]'
 	touch $@ $(DEMO_STAMP)
+	@echo "Installed. Next runs skip the install (it reruns when setup.py changes)."
 
 $(DEMO_STAMP): setup.py | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e '.[demo]'
+	@echo "Installing source-klaviyo-segments (editable) with the demo extras into $(VENV):"
+	@echo "  PyAirbyte, DuckDB, matplotlib, klaviyo-api (for the local Klaviyo emulator) and their dependencies."
+	@echo "  The first run downloads about 200 packages and takes a few minutes; later runs skip this step."
+	$(PIP_INSTALL) -e '.[demo]'
 	touch $@
+	@echo "Installed. Next runs skip the install (it reruns when setup.py changes)."
 
 demo: $(DEMO_STAMP)
 	$(BIN)/python -m demo.quickstart

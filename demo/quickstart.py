@@ -4,7 +4,11 @@
     python -m demo.quickstart --config secrets/config.json   # against your account (make sync)
 
 Rows land in PyAirbyte's default local DuckDB cache (``.cache/default_cache/default_cache.duckdb``
-under the current folder, or ``$AIRBYTE_CACHE_ROOT``); the chart is written to ``--chart``.
+under the current folder, or ``$AIRBYTE_CACHE_ROOT``). Two charts of the five biggest movers:
+``--chart`` (default ``demo_output/total_members_by_segment.png``) and, beside it,
+``net_members_changed_7d_by_segment.png``.
+
+The emulator listens on a free port unless ``--emulator-port`` names one.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime as dt
+import errno
 import json
 import os
 import shutil
@@ -29,6 +34,7 @@ import airbyte as ab  # noqa: E402
 STREAMS = ["segments", "segment_values", "segment_series"]
 DEMO_SEGMENTS = 40
 DEMO_START = "2025-06-01"
+NET_CHANGE_CHART = "net_members_changed_7d_by_segment.png"
 
 
 def connector_executable() -> str:
@@ -39,12 +45,25 @@ def connector_executable() -> str:
     return found
 
 
+def port_problem(error: OSError, port: int) -> str:
+    """One sentence on why the emulator could not listen on 127.0.0.1:`port`."""
+    if error.errno == errno.EADDRINUSE:
+        return (f"Port {port} is already in use, so the Klaviyo emulator cannot start there: "
+                "stop what holds it, or pass --emulator-port 0 to use a free port.")
+    return (f"The Klaviyo emulator cannot listen on 127.0.0.1:{port} ({error.strerror or error}): "
+            "pass --emulator-port 0 to use a free port.")
+
+
 @contextlib.contextmanager
-def demo_klaviyo() -> Iterator[dict[str, Any]]:
-    """The local Klaviyo emulator, and a config pointing at it."""
+def demo_klaviyo(port: int = 0) -> Iterator[dict[str, Any]]:
+    """The local Klaviyo emulator (on `port`; 0 = a free one), and a config pointing at it."""
     from integration_tests.emulator import Emulator, EmulatorConfig
 
-    with Emulator(EmulatorConfig(segments=DEMO_SEGMENTS)) as emulator:
+    try:
+        emulator = Emulator(EmulatorConfig(segments=DEMO_SEGMENTS, port=port)).start()
+    except OSError as error:
+        raise SystemExit(port_problem(error, port)) from None
+    try:
         print(f"Klaviyo emulator on {emulator.base_url} with {DEMO_SEGMENTS} segments")
         yield {
             "api_key": emulator.config.api_key,
@@ -53,6 +72,8 @@ def demo_klaviyo() -> Iterator[dict[str, Any]]:
             "interval": "daily",
             "values_timeframe": "last_30_days",
         }
+    finally:
+        emulator.stop()
 
 
 def sync(config: dict[str, Any]) -> Any:
@@ -85,53 +106,108 @@ def summarize(result: Any) -> list[str]:
     return list(movers.index)
 
 
-def chart(result: Any, segment_ids: list[str], path: Path) -> None:
+def _daily(series: Any, segment_id: str) -> Any:
+    rows = series[series["segment_id"] == segment_id].copy()
+    # date_time is a typed timestamp (PyAirbyte's DuckDB cache keeps the company's wall time).
+    rows["day"] = rows["date_time"].map(
+        lambda value: value.date() if hasattr(value, "date") else dt.date.fromisoformat(str(value)[:10])
+    )
+    return rows.sort_values("day")
+
+
+def chart(result: Any, segment_ids: list[str], path: Path) -> list[Path]:
+    """Draw the movers' total members to `path` and their 7-day net change beside it; return both paths."""
     import matplotlib
 
     matplotlib.use("Agg")
+    import matplotlib.dates as mdates
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter, StrMethodFormatter
 
     series = result["segment_series"].to_pandas()
     names = result["segments"].to_pandas().set_index("id")["name"]
-    # One panel per segment, each on its own scale: totals differ by orders of magnitude, and on a
-    # shared axis every curve would look flat.
-    figure, panels = plt.subplots(
-        len(segment_ids) + 1, 1, figsize=(10, 2.2 * (len(segment_ids) + 1)), sharex=True, squeeze=False
-    )
-    weekly = panels[-1][0]
-    for index, ((totals,), segment_id) in enumerate(zip(panels[:-1], segment_ids, strict=True)):
-        rows = series[series["segment_id"] == segment_id].copy()
-        rows["day"] = rows["date_time"].str.slice(0, 10).map(dt.date.fromisoformat)
-        rows = rows.sort_values("day")
-        label = names.get(segment_id, segment_id)
-        color = f"C{index}"  # each panel would restart the colour cycle
-        totals.plot(rows["day"], rows["total_members"], linewidth=1.6, color=color)
-        totals.set_title(label, fontsize=9, loc="left")
-        totals.set_ylabel("total members", fontsize=8)
-        weekly.plot(rows["day"], rows["net_members_changed"].rolling(7).sum(), label=label, linewidth=1.0, color=color)
-        totals.grid(alpha=0.3)
-    figure.suptitle("Klaviyo segments: the five biggest movers")
-    weekly.set_ylabel("net change, last 7 days", fontsize=8)
-    weekly.axhline(0, color="black", linewidth=0.6)
-    weekly.grid(alpha=0.3)
-    weekly.legend(loc="best", fontsize=7)
-    figure.autofmt_xdate()
-    figure.tight_layout()
+    daily = {segment_id: _daily(series, segment_id) for segment_id in segment_ids}
+    x_label = "day (account time zone)"
     path.parent.mkdir(parents=True, exist_ok=True)
+
+    def date_axis(axes: Any) -> None:
+        locator = mdates.AutoDateLocator()  # type: ignore[no-untyped-call]
+        axes.xaxis.set_major_locator(locator)
+        axes.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))  # type: ignore[no-untyped-call]
+        axes.set_xlabel(x_label, fontsize=9)
+
+    # 1. Total members: one panel per segment, each on its own scale. Totals differ by orders of
+    # magnitude, and from zero (or on a shared axis) every curve would look flat; the figure says so,
+    # and each title gives the change in members and per cent.
+    figure, panels = plt.subplots(
+        len(segment_ids), 1, figsize=(10, 2.1 * len(segment_ids) + 1.2), sharex=True, squeeze=False, layout="constrained"
+    )
+    for index, ((axes,), segment_id) in enumerate(zip(panels, segment_ids, strict=True)):
+        rows = daily[segment_id]
+        color = f"C{index}"  # each panel would restart the colour cycle
+        axes.plot(rows["day"], rows["total_members"], linewidth=1.6, color=color)
+        # The change is the sum of net_members_changed, as in the "biggest movers" list.
+        last, change = int(rows["total_members"].iloc[-1]), int(rows["net_members_changed"].sum())
+        before = last - change
+        share = f" ({change / before:+.1%})" if before > 0 else ""
+        since = rows["day"].iloc[0].strftime("%-d %b %Y")
+        axes.set_title(f"{names.get(segment_id, segment_id)}: {last:,} members, {change:+,}{share} since {since}",
+                       fontsize=9, loc="left")
+        axes.set_ylabel("total members", fontsize=8)
+        axes.yaxis.set_major_formatter(StrMethodFormatter("{x:,.0f}"))
+        axes.grid(alpha=0.3)
+    date_axis(panels[-1][0])
+    figure.suptitle(
+        "Klaviyo segments: total members of the five biggest movers\n"
+        "Each panel has its own y-axis, which does not start at zero: the titles give the change.",
+        fontsize=11,
+    )
     figure.savefig(path, dpi=110)
-    print(f"chart: {path}")
+    plt.close(figure)
+
+    # 2. Net members changed, summed over the last 7 days: one shared axis that includes zero, the
+    # legend below the plot so it covers no line.
+    net_path = path.with_name(NET_CHANGE_CHART)
+    figure, axes = plt.subplots(figsize=(10, 4.6), layout="constrained")
+    for index, segment_id in enumerate(segment_ids):
+        rows = daily[segment_id]
+        axes.plot(rows["day"], rows["net_members_changed"].rolling(7).sum(), linewidth=1.1, color=f"C{index}",
+                  label=names.get(segment_id, segment_id))
+    axes.axhline(0, color="black", linewidth=0.6)
+    low, high = axes.get_ylim()
+    axes.set_ylim(min(low, 0), max(high, 0))
+    axes.set_ylabel("net members changed, last 7 days", fontsize=8)
+    axes.yaxis.set_major_formatter(FuncFormatter(lambda value, _position: f"{value:+,.0f}" if value else "0"))
+    axes.grid(alpha=0.3)
+    date_axis(axes)
+    axes.set_title("Klaviyo segments: weekly net change in members of the five biggest movers", fontsize=11)
+    figure.legend(loc="outside lower center", ncol=min(len(segment_ids), 5), fontsize=8, frameon=False)
+    figure.savefig(net_path, dpi=110)
+    plt.close(figure)
+
+    for written in (path, net_path):
+        print(f"chart: {written}")
+    return [path, net_path]
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", type=Path, help="your config.json; without it, the local emulator is used")
-    parser.add_argument("--chart", type=Path, default=Path("demo_output/total_members.png"))
+    parser.add_argument(
+        "--chart",
+        type=Path,
+        default=Path("demo_output/total_members_by_segment.png"),
+        help=f"where to write the total-members chart; the 7-day net change chart ({NET_CHANGE_CHART}) goes beside it",
+    )
+    parser.add_argument(
+        "--emulator-port", type=int, default=0, help="port for the local Klaviyo emulator (default 0: any free port)"
+    )
     args = parser.parse_args(argv)
     if args.config:
         result = sync(json.loads(args.config.read_text()))
         chart(result, summarize(result), args.chart)
         return 0
-    with demo_klaviyo() as config:
+    with demo_klaviyo(args.emulator_port) as config:
         result = sync(config)
     chart(result, summarize(result), args.chart)
     return 0
