@@ -141,3 +141,51 @@ def test_the_api_key_never_leaves_the_process_even_when_klaviyo_echoes_it(emulat
         assert any(secret in (call.headers.get("Authorization") or "") for call in emulator.calls)  # it was sent
         assert secret not in json.dumps(run.messages) and secret not in run.stderr
         assert run.errors() or run.of("CONNECTION_STATUS")
+
+
+def test_a_two_year_backfill_of_1000_segments_created_over_it_asks_only_about_existing_segments(tmp_path: Path) -> None:
+    from zoneinfo import ZoneInfo
+
+    from integration_tests.emulator import EmulatorConfig
+
+    start, end = dt.datetime(2023, 6, 1), dt.datetime(2025, 6, 1)
+    zone = ZoneInfo("America/New_York")
+    config_emulator = EmulatorConfig(
+        segments=1000, now=dt.datetime(2025, 6, 2), created_spread=(start, end - dt.timedelta(hours=1)), before_creation="zero"
+    )
+    with Emulator(config_emulator) as emu:
+        run = run_connector(tmp_path, "read", config_for(emu, start_date="2023-06-01", end_date="2025-06-01"),
+                            [("segment_series", "incremental")], timeout=600)
+        assert run.returncode == 0, run.errors() or run.stderr[-2000:]
+        assert_bodies_accepted(emu)
+        created = {s.id: dt.datetime.fromisoformat(s.created) for s in emu.data.segments}
+
+        # Klaviyo's 60-day daily cap; the range holds New York fall-backs, which make a 60-day
+        # window an hour too long in elapsed time, so every window is a day shorter.
+        def longest_elapsed(step: int) -> dt.timedelta:
+            spans, at = [], start
+            while at < end:
+                following = min(at + dt.timedelta(days=step), end)
+                # In UTC: Python subtracts two times of one zone as wall times.
+                spans.append(following.replace(tzinfo=zone).astimezone(dt.timezone.utc) - at.replace(tzinfo=zone))
+                at = following
+            return max(spans)
+
+        step = 60 if longest_elapsed(60) <= dt.timedelta(days=60) else 59
+        expected_calls, at = 0, start
+        while at < end:
+            window_end = min(at + dt.timedelta(days=step), end)
+            existing = sum(born < window_end.replace(tzinfo=zone) for born in created.values())
+            expected_calls += math.ceil(existing / 100)
+            at = window_end
+        every_segment_every_window = math.ceil(1000 / 100) * math.ceil((end - start).days / step)
+        assert len(emu.report_calls(status=None)) == expected_calls < every_segment_every_window * 0.7
+
+        truth = emu.truth_series("daily", start, end)
+        # From the bucket (a New York day) that holds each segment's creation on, Klaviyo's numbers.
+        from_creation = {
+            (segment_id, day): stats
+            for (segment_id, day), stats in truth.items()
+            if (dt.datetime.fromisoformat(day[:10]) + dt.timedelta(days=1)).replace(tzinfo=zone) > created[segment_id]
+        }
+        assert series_by_key(run.records("segment_series")) == from_creation

@@ -33,7 +33,14 @@ from airbyte_cdk.sources.types import Config, StreamSlice, StreamState
 from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
 from .constants import MAX_RATE_LIMIT_WAIT_SECONDS
-from .windows import bucket_in_window, company_date_time, timeframe_bound, wall_time
+from .windows import (
+    bucket_ended_before,
+    bucket_in_window,
+    company_date_time,
+    plan_segment_batches,
+    timeframe_bound,
+    wall_time,
+)
 
 LOGGER = logging.getLogger("airbyte")
 
@@ -144,14 +151,33 @@ def values_rows(attributes: Mapping[str, Any], statistics: list[str]) -> Iterato
 
 @dataclass
 class SeriesRowExtractor(RecordExtractor):
-    """A ``segment-series-report`` response -> rows ``{segment_id, interval, date_time, <statistics>}``."""
+    """A ``segment-series-report`` response -> rows ``{segment_id, interval, date_time, <statistics>}``.
+
+    Without the account's timezone, ``date_times`` written in UTC cannot be placed in company
+    time, and the bucket-in-window rule compares company wall times: said once, with the fix.
+    """
 
     config: Config
     parameters: InitVar[Mapping[str, Any]]
+    _warned_of_utc: bool = field(init=False, repr=False, default=False)
 
     def extract_records(self, response: requests.Response) -> Iterable[Mapping[str, Any]]:
         timezone = self.config.get("_derived", {}).get("timezone")
-        yield from series_rows(_report_attributes(response), self.config["statistics"], self.config["interval"], timezone)
+        attributes = _report_attributes(response)
+        if timezone is None and not self._warned_of_utc and _written_in_utc(attributes.get("date_times")):
+            self._warned_of_utc = True
+            LOGGER.warning(
+                "Klaviyo wrote bucket starts in UTC and the API key may not read the account's timezone "
+                "(scope accounts:read): unless the account is on UTC, a bucket at a window's edge may be "
+                "missed. Give the key accounts:read."
+            )
+        yield from series_rows(attributes, self.config["statistics"], self.config["interval"], timezone)
+
+
+def _written_in_utc(date_times: Any) -> bool:
+    return isinstance(date_times, list) and bool(date_times) and all(
+        isinstance(d, str) and d.endswith(("Z", "+00:00")) for d in date_times
+    )
 
 
 @dataclass
@@ -184,10 +210,12 @@ class TimeframeFields(RecordTransformation):
 
 @dataclass
 class BucketWindowFilter(RecordFilter):
-    """Keeps a series row only if its bucket starts inside the window of the request.
+    """Keeps a series row only if its bucket starts inside the window of the request, and did not
+    end before its segment was created.
 
     Windows touch without overlapping, so whether Klaviyo treats a timeframe's ``end`` as
-    inclusive or exclusive, each bucket is emitted by exactly one window.
+    inclusive or exclusive, each bucket is emitted by exactly one window. A segment has no rows
+    before the bucket that holds its creation.
     """
 
     def filter_records(
@@ -202,9 +230,14 @@ class BucketWindowFilter(RecordFilter):
         if not start or not last_second:
             yield from records
             return
+        created: Mapping[str, str | None] = (stream_slice.partition if stream_slice else {}).get("segment_created") or {}
+        interval, timezone = self.config["interval"], self.config.get("_derived", {}).get("timezone")
         for record in records:
-            if bucket_in_window(record["date_time"], start, last_second):
-                yield record
+            if not bucket_in_window(record["date_time"], start, last_second):
+                continue
+            if bucket_ended_before(record["date_time"], interval, created.get(record["segment_id"]), timezone):
+                continue
+            yield record
 
 
 class _SliceWithCachedHash(StreamSlice):
@@ -244,39 +277,58 @@ def series_timeframe(window: Mapping[str, Any], timezone: str | None) -> dict[st
 
 @dataclass
 class SegmentBatchRetriever(SimpleRetriever):
-    """Reads one partition once per batch of segments from ``segment_batches``.
+    """Reads one partition (a series window, a values timeframe) once per batch of the segments
+    that existed by its end.
 
-    The partition (a series window, a values timeframe) is merged with each batch's
-    ``segment_id`` list, and every record is re-attached to the partition itself, so the cursor
-    closes a window only when every batch of it has been read. The batches are listed once per
-    sync, on first use.
+    The segments and their ``created`` are listed once per sync, on first use, from ``segments``.
+    Each partition asks only about the segments created before it ends (a timeframe key, relative
+    to now, asks about all of them), oldest first, ``batch_size`` at a time
+    (``plan_segment_batches``): a segment costs nothing before it existed. The partition is merged
+    with each batch's ``segment_id`` list and their ``created`` (for ``BucketWindowFilter``), and
+    every record is re-attached to the partition itself, so the cursor closes a window only when
+    every batch of it has been read.
     """
 
-    segment_batches: PartitionRouter | None = None
-    _batches: list[StreamSlice] | None = field(init=False, repr=False, default=None)
-    _batches_lock: threading.Lock = field(init=False, repr=False, default_factory=threading.Lock)
+    segments: PartitionRouter | None = None
+    batch_size: int = 100
+    _segments: list[tuple[str, str | None]] | None = field(init=False, repr=False, default=None)
+    _segments_lock: threading.Lock = field(init=False, repr=False, default_factory=threading.Lock)
 
-    def _segment_batches(self) -> list[StreamSlice]:
-        with self._batches_lock:
-            if self._batches is None:
-                if self.segment_batches is None:
-                    raise ValueError("SegmentBatchRetriever needs `segment_batches`")
-                self._batches = list(self.segment_batches.stream_slices())
-                self._warn_of_missing_segments(self._batches)
-            if self._batches == [] and self.config.get("segment_ids"):
+    def _listed_segments(self) -> list[tuple[str, str | None]]:
+        """``(id, created)`` of every segment to report on, listed once."""
+        with self._segments_lock:
+            if self._segments is None:
+                if self.segments is None:
+                    raise ValueError("SegmentBatchRetriever needs `segments`")
+                listed = []
+                for partition in self.segments.stream_slices():
+                    created = (partition.extra_fields or {}).get("created")
+                    listed.append((str(partition.partition["segment_id"]), created if isinstance(created, str) else None))
+                self._segments = listed
+                self._warn_of_missing_segments(listed)
+            if self._segments == [] and self.config.get("segment_ids"):
                 # Reading on would close every window empty and move the state past them.
                 message = "None of the `segment_ids` are in the Klaviyo account: fix them, or remove the field."
                 raise AirbyteTracedException(message=message, failure_type=FailureType.config_error)
-            return self._batches
+            return self._segments
 
-    def _warn_of_missing_segments(self, batches: list[StreamSlice]) -> None:
+    def _warn_of_missing_segments(self, segments: list[tuple[str, str | None]]) -> None:
         """A configured segment that is gone (deleted since setup) is skipped, with a warning."""
-        found = {segment_id for batch in batches for segment_id in batch.partition["segment_id"]}
+        found = {segment_id for segment_id, _ in segments}
         missing = [segment_id for segment_id in self.config.get("segment_ids") or [] if segment_id not in found]
         if missing:
             LOGGER.warning(
                 "%s: not in the Klaviyo account, so skipped; remove them from `segment_ids`.", ", ".join(missing)
             )
+
+    def _batches(self, partition: StreamSlice) -> list[list[str]]:
+        """The batches ``partition`` asks about: the segments that existed by its end."""
+        segments = self._listed_segments()
+        end = partition_end(partition)
+        if end is None:  # a timeframe key: relative to now, every segment
+            end = dt.datetime.max - dt.timedelta(days=2)
+        timezone = self.config.get("_derived", {}).get("timezone")
+        return plan_segment_batches(segments, end, timezone, int(self.batch_size))
 
     def _log_allowance_spent(self, allowance: ReportCallAllowance) -> None:
         if allowance.spent_logged:
@@ -310,9 +362,11 @@ class SegmentBatchRetriever(SimpleRetriever):
         stream_slice: StreamSlice | None = None,
     ) -> Iterable[Any]:
         partition = _SliceWithCachedHash.of(stream_slice or StreamSlice(partition={}, cursor_slice={}))
-        batches = self._segment_batches()
+        batches = self._batches(partition)
+        created = dict(self._listed_segments())
         allowance = ReportCallAllowance.for_sync(self.config)
-        if not allowance.reserve(self.name, len(batches)):
+        most_batches = -(-len(created) // int(self.batch_size))
+        if not allowance.reserve(self.name, len(batches), most_batches):
             if self.name not in allowance.resumable:
                 raise self._cut_short(allowance)
             # Left for the next sync: the state stays at the last window read in full.
@@ -322,7 +376,12 @@ class SegmentBatchRetriever(SimpleRetriever):
         try:
             for batch in batches:
                 batch_slice = StreamSlice(
-                    partition={**partition.partition, **batch.partition, **window},
+                    partition={
+                        **partition.partition,
+                        "segment_id": batch,
+                        "segment_created": {segment_id: created.get(segment_id) for segment_id in batch},
+                        **window,
+                    },
                     cursor_slice=partition.cursor_slice,
                 )
                 for record in super().read_records(records_schema, batch_slice):
@@ -332,6 +391,21 @@ class SegmentBatchRetriever(SimpleRetriever):
             # would only spend calls that the next sync, resuming from the state, makes again.
             allowance.stop()
             raise
+
+
+def partition_end(partition: StreamSlice) -> dt.datetime | None:
+    """Where a partition's data ends, exclusive, in company wall time: a series window's last
+    second plus one, a custom values window's end; ``None`` for a timeframe key.
+
+    >>> window = {"start_time": "2024-01-01T00:00:00", "end_time": "2024-02-29T23:59:59"}
+    >>> partition_end(StreamSlice(partition={}, cursor_slice=window))
+    datetime.datetime(2024, 3, 1, 0, 0)
+    """
+    last_second = partition.cursor_slice.get("end_time")
+    if last_second:
+        return wall_time(last_second) + dt.timedelta(seconds=1)
+    timeframe_end = (partition.partition.get("values_timeframe") or {}).get("timeframe_end")
+    return wall_time(timeframe_end) if timeframe_end else None
 
 
 @dataclass
@@ -534,22 +608,25 @@ class ReportCallAllowance:
     def _fits(self, calls: int) -> bool:
         return self.limit is None or self.reserved + calls <= self.limit
 
-    def reserve(self, stream: str, calls: int) -> bool:
-        """Grants ``stream`` the ``calls`` of its next partition (a partition's batches)."""
+    def reserve(self, stream: str, calls: int, most_calls: int | None = None) -> bool:
+        """Grants ``stream`` the ``calls`` of its next partition (a partition's batches);
+        ``most_calls`` is the most any partition may need (every segment), kept for streams that
+        must be read whole."""
+        most = max(calls, most_calls or 0)
         with self._lock:
             if self.stopped:
                 return False
             if stream in self._granted_whole:
                 return True
             if stream in self._whole_partitions:
-                needed = self._whole_partitions.pop(stream) * calls
+                needed = self._whole_partitions.pop(stream) * most
                 if not self._fits(needed):
                     return False
                 self.reserved += needed
                 self._granted_whole.add(stream)
                 return True
             # Calls kept for the full-refresh streams still to come, unless they cannot fit anyway.
-            kept = sum(n * calls for n in self._whole_partitions.values())
+            kept = sum(n * most for n in self._whole_partitions.values())
             if not self._fits(kept):
                 kept = 0
             if not self._fits(calls + kept):

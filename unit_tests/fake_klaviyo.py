@@ -35,11 +35,14 @@ def bucket_starts(start: str, end: str, interval: str) -> list[dt.datetime]:
 
 @dataclass
 class FakeKlaviyo:
-    """``timezone`` is what ``GET /api/accounts`` names; ``None``: the key lacks accounts:read (403)."""
+    """``timezone`` is what ``GET /api/accounts`` names; ``None``: the key lacks accounts:read (403).
+    ``created`` gives a segment's creation (ISO 8601 with an offset); the others were created
+    before Klaviyo's first day of data."""
 
     segment_ids: list[str]
     offset: str = "-05:00"
     timezone: str | None = None
+    created: dict[str, str] = field(default_factory=dict)
     bodies: list[dict[str, Any]] = field(default_factory=list)
 
     def install(self, mocker: requests_mock.Mocker) -> None:
@@ -56,7 +59,7 @@ class FakeKlaviyo:
         ids = self.segment_ids[page * 10 : page * 10 + 10]
         more = (page + 1) * 10 < len(self.segment_ids)
         next_link = f"{BASE_URL}/api/segments?page[cursor]={page + 1}" if more else None
-        return {"data": [segment(i) for i in ids], "links": {"next": next_link}}
+        return {"data": [segment(i, *[self.created[i]] if i in self.created else []) for i in ids], "links": {"next": next_link}}
 
     def _ids(self, body: dict[str, Any]) -> list[str]:
         match = FILTER.match(body["data"]["attributes"]["filter"])

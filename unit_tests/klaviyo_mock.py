@@ -63,13 +63,13 @@ def accounts_response(timezone: str | None) -> HttpResponse:
     return HttpResponse(json.dumps(account(timezone)), 200)
 
 
-def segment(segment_id: str) -> dict[str, Any]:
+def segment(segment_id: str, created: str = "2023-05-01T10:00:00+00:00") -> dict[str, Any]:
     return {
         "type": "segment",
         "id": segment_id,
         "attributes": {
             "name": f"Segment {segment_id}",
-            "created": "2023-05-01T10:00:00+00:00",
+            "created": created,
             "updated": "2024-01-01T10:00:00+00:00",
             "is_active": True,
             "is_processing": False,
