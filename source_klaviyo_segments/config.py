@@ -17,6 +17,7 @@ import uuid
 from typing import Any, Callable, Mapping
 from urllib.parse import urlparse
 
+import jsonschema
 import yaml
 
 from .constants import (
@@ -54,10 +55,44 @@ def _utc_now() -> dt.datetime:
 
 
 @functools.cache
-def _spec_pattern(field: str) -> re.Pattern[str]:
-    """The ``pattern`` the spec in ``manifest.yaml`` gives ``field``: the one statement of the date format."""
+def _spec() -> dict[str, Any]:
+    """The connection specification in ``manifest.yaml``: the one statement of the config's shape."""
     manifest = yaml.safe_load(pkgutil.get_data(__package__, "manifest.yaml") or b"")
-    return re.compile(manifest["spec"]["connection_specification"]["properties"][field]["pattern"])
+    return dict(manifest["spec"]["connection_specification"])
+
+
+def _spec_pattern(field: str) -> re.Pattern[str]:
+    """The ``pattern`` the spec gives ``field``: the one statement of the date format."""
+    return re.compile(_spec()["properties"][field]["pattern"])
+
+
+# What each field must be, said to a person; the spec's JSON-schema type errors become these.
+_FIELD_SHAPES = {
+    "api_key": "text: a Klaviyo private API key with the segments:read scope",
+    "start_date": "a date such as 2024-01-31 or a date-time such as 2024-01-31T00:00:00Z",
+    "end_date": "a date such as 2024-01-31 or a date-time such as 2024-01-31T00:00:00Z",
+    "segment_ids": 'a list of segment ids, such as ["RpKvCF"]',
+    "interval": "one of hourly, daily, weekly or monthly",
+    "statistics": 'a list of statistics, such as ["total_members", "members_added"]',
+    "values_timeframe": "a Klaviyo timeframe key such as last_30_days, or custom",
+    "lookback_window_days": "a whole number of days, 0 or more",
+    "max_report_requests": "a whole number of report calls, 1 or more",
+    "base_url": f"an http(s) URL such as {DEFAULT_BASE_URL}",
+}
+
+
+def _type_problem(config: Mapping[str, Any]) -> str | None:
+    """A field of the wrong JSON type (a text where a list belongs, a list where a number does),
+    found by validating against the spec, as one sentence naming the field. Other schema errors
+    are left to the checks below, whose sentences say more."""
+    validator = jsonschema.Draft7Validator(_spec())
+    for error in sorted(validator.iter_errors(dict(config)), key=lambda e: [str(p) for p in e.absolute_path]):
+        if error.validator != "type" or not error.absolute_path:
+            continue
+        field = str(error.absolute_path[0])
+        if field in _FIELD_SHAPES:
+            return f"`{field}` must be {_FIELD_SHAPES[field]}."
+    return None
 
 
 def _parse_date(config: Mapping[str, Any], field: str) -> dt.datetime | None:
@@ -78,7 +113,14 @@ def _parse_date(config: Mapping[str, Any], field: str) -> dt.datetime | None:
 
 
 def config_problem(config: Mapping[str, Any], now: Callable[[], dt.datetime] = _utc_now) -> str | None:
-    """One sentence saying why ``config`` cannot be used, or ``None`` when it can."""
+    """One sentence saying why ``config`` cannot be used, or ``None`` when it can.
+
+    >>> config_problem({"api_key": "pk_x", "segment_ids": "RpKvCF"})
+    '`segment_ids` must be a list of segment ids, such as ["RpKvCF"].'
+    """
+    problem = _type_problem(config)
+    if problem:
+        return problem
     try:
         _resolve_range(config, now)
     except ValueError as error:

@@ -247,6 +247,11 @@ def test_check_names_missing_segments_and_spends_no_report_call() -> None:
         ({"base_url": "a.klaviyo.com"}, "not an http(s) URL"),
         ({"lookback_window_days": -1}, "`lookback_window_days`"),
         ({"api_key": "pk_abc def"}, "`api_key` has a space"),
+        # Wrong JSON types: the field and what it must be, not "is empty".
+        ({"segment_ids": "abc123"}, '`segment_ids` must be a list of segment ids, such as ["RpKvCF"].'),
+        ({"statistics": "total_members"}, '`statistics` must be a list of statistics, such as ["total_members"'),
+        ({"lookback_window_days": "2"}, "`lookback_window_days` must be a whole number of days, 0 or more."),
+        ({"start_date": 20240101}, "`start_date` must be a date such as 2024-01-31"),
     ],
 )
 def test_bad_config_is_refused_in_one_sentence(overrides: dict[str, Any], expected: str) -> None:
@@ -420,3 +425,37 @@ def test_a_sync_whose_segments_are_all_gone_fails_without_moving_the_state() -> 
     assert not fake.bodies
     states = [s.state.stream.stream_state.__dict__ for s in output.state_messages]
     assert all(s.get("date_time", "") <= "2024-01-01T00:00:00" for s in states), states  # never past the start
+
+
+@pytest.mark.parametrize(
+    ("flag", "content", "expected"),
+    [
+        ("config", None, "does not exist: check the path given to --config."),
+        ("config", "{not json", "is not valid JSON (Expecting property name enclosed in double quotes at line 1, column 2)"),
+        ("config", "[1, 2]", "is valid JSON but not a JSON object of settings"),
+        ("catalog", None, "does not exist: check the path given to --catalog."),
+        ("catalog", '{"streams": 3}', "is valid JSON but not an Airbyte configured catalog"),
+        ("state", "nope", "is not valid JSON"),
+        ("state", '[{"type": "NOPE"}]', "is valid JSON but not a list of Airbyte state messages"),
+    ],
+)
+def test_a_missing_or_broken_file_is_one_sentence_naming_it_and_a_non_zero_exit(
+    tmp_path: Any, capsys: pytest.CaptureFixture[str], flag: str, content: str | None, expected: str
+) -> None:
+    files = {"config": tmp_path / "config.json", "catalog": tmp_path / "catalog.json", "state": tmp_path / "state.json"}
+    files["config"].write_text(json.dumps(km.config()))
+    files["catalog"].write_text(json.dumps(ConfiguredAirbyteCatalogSerializer.dump(km.catalog("segment_series"))))
+    files["state"].write_text("[]")
+    if content is None:
+        files[flag].unlink()
+    else:
+        files[flag].write_text(content)
+    with pytest.raises(SystemExit) as exit_info:
+        run(["read", "--config", str(files["config"]), "--catalog", str(files["catalog"]), "--state", str(files["state"])])
+    assert exit_info.value.code == 1
+    printed = capsys.readouterr()
+    (line,) = [json.loads(x) for x in printed.out.splitlines() if x.startswith("{")]
+    message = line["trace"]["error"]["message"]
+    assert message.startswith(f"The {flag} file {files[flag]} {expected}")
+    assert line["trace"]["error"]["failure_type"] == "config_error"
+    assert "Traceback" not in printed.out + printed.err and message.count(". ") == 0
