@@ -149,10 +149,14 @@ def _resolve_range(config: Mapping[str, Any], now: Callable[[], dt.datetime]) ->
     start = _parse_date(config, "start_date") or FIRST_DATA_DAY
     start = max(start, FIRST_DATA_DAY)
     configured_end = _parse_date(config, "end_date")
+    if configured_end is not None and configured_end <= FIRST_DATA_DAY:
+        raise ValueError(
+            f"`end_date` ({format_wall_time(configured_end)}) is not after {FIRST_DATA_DAY:%Y-%m-%d}, "
+            "the first day Klaviyo has segment data for: set a later one."
+        )
     if configured_end is not None and configured_end <= start:
         raise ValueError(
-            f"`end_date` ({format_wall_time(configured_end)}) must be later than `start_date` ({format_wall_time(start)}), "
-            f"and Klaviyo has no segment data before {FIRST_DATA_DAY:%Y-%m-%d}."
+            f"`end_date` ({format_wall_time(configured_end)}) must be later than `start_date` ({format_wall_time(start)})."
         )
     end = min(configured_end or now(), now())
     if end <= start:

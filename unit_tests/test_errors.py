@@ -214,11 +214,23 @@ def test_a_key_pasted_with_a_line_break_is_sent_trimmed_and_never_printed(
     fake = FakeKlaviyo(IDS)
     with requests_mock.Mocker() as mocker:
         fake.install(mocker)
-        run(["read", "--config", str(config_path), "--catalog", str(catalog_path)])
+        real_answer = fake._series
+
+        def echo_on_the_second_window(request: Any, context: Any) -> Any:
+            # Klaviyo may echo the request's headers in an error: here is an error path to print the key.
+            if json.loads(request.body)["data"]["attributes"]["timeframe"]["start"].startswith(SECOND_WINDOW):
+                context.status_code = 400
+                return klaviyo_error(400, f"Bad request with headers Authorization: {request.headers['Authorization']}")
+            return real_answer(request, context)
+
+        mocker.post(SERIES_URL, json=echo_on_the_second_window)
+        with pytest.raises(Exception, match="did not sync successfully"):
+            run(["read", "--config", str(config_path), "--catalog", str(catalog_path)])
         sent = {r.headers["Authorization"] for r in mocker.request_history}
     assert sent == {f"Klaviyo-API-Key {km.API_KEY}"}
     printed = capsys.readouterr()
     assert '"type": "RECORD"' in printed.out or '"type":"RECORD"' in printed.out
+    assert "Klaviyo refused the request (400): Bad request with headers Authorization: Klaviyo-API-Key " in printed.out
     assert km.API_KEY not in printed.out + printed.err
 
 
