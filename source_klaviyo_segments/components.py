@@ -271,7 +271,10 @@ def series_timeframe(window: Mapping[str, Any], timezone: str | None) -> dict[st
     start, last_second = window.get("start_time"), window.get("end_time")
     if not start or not last_second:
         return {}
-    bounds = {"start": timeframe_bound(wall_time(start), timezone), "end": timeframe_bound(wall_time(last_second), timezone)}
+    bounds = {
+        "start": timeframe_bound(wall_time(start), timezone),
+        "end": timeframe_bound(wall_time(last_second), timezone, last=True),
+    }
     return {"timeframe": bounds}
 
 
@@ -321,12 +324,19 @@ class SegmentBatchRetriever(SimpleRetriever):
                 "%s: not in the Klaviyo account, so skipped; remove them from `segment_ids`.", ", ".join(missing)
             )
 
+    def _values_calls(self) -> int | None:
+        """Every call the values timeframes of this sync need (they are known from the config):
+        what a full-refresh ``segment_values`` must be granted at once. ``None`` for a window stream."""
+        timeframes = self.config.get("_derived", {}).get("values_timeframes")
+        if self.name != "segment_values" or not isinstance(timeframes, list):
+            return None
+        partitions = [StreamSlice(partition={"values_timeframe": timeframe}, cursor_slice={}) for timeframe in timeframes]
+        return sum(len(self._batches(partition)) for partition in partitions)
+
     def _batches(self, partition: StreamSlice) -> list[list[str]]:
         """The batches ``partition`` asks about: the segments that existed by its end."""
         segments = self._listed_segments()
         end = partition_end(partition)
-        if end is None:  # a timeframe key: relative to now, every segment
-            end = dt.datetime.max - dt.timedelta(days=2)
         timezone = self.config.get("_derived", {}).get("timezone")
         return plan_segment_batches(segments, end, timezone, int(self.batch_size))
 
@@ -366,7 +376,7 @@ class SegmentBatchRetriever(SimpleRetriever):
         created = dict(self._listed_segments())
         allowance = ReportCallAllowance.for_sync(self.config)
         most_batches = -(-len(created) // int(self.batch_size))
-        if not allowance.reserve(self.name, len(batches), most_batches):
+        if not allowance.reserve(self.name, len(batches), most_batches, self._values_calls()):
             if self.name not in allowance.resumable:
                 raise self._cut_short(allowance)
             # Left for the next sync: the state stays at the last window read in full.
@@ -608,10 +618,13 @@ class ReportCallAllowance:
     def _fits(self, calls: int) -> bool:
         return self.limit is None or self.reserved + calls <= self.limit
 
-    def reserve(self, stream: str, calls: int, most_calls: int | None = None) -> bool:
-        """Grants ``stream`` the ``calls`` of its next partition (a partition's batches);
-        ``most_calls`` is the most any partition may need (every segment), kept for streams that
-        must be read whole."""
+    def reserve(self, stream: str, calls: int, most_calls: int | None = None, stream_calls: int | None = None) -> bool:
+        """Grants ``stream`` the ``calls`` of its next partition (a partition's batches).
+
+        ``most_calls`` is the most any partition may need (every segment): what is kept for the
+        streams that must be read whole and have not started. ``stream_calls`` is what a stream
+        read whole needs for all its partitions, when known exactly; it is granted all of them at
+        its first partition, or none, and then nothing more."""
         most = max(calls, most_calls or 0)
         with self._lock:
             if self.stopped:
@@ -619,9 +632,10 @@ class ReportCallAllowance:
             if stream in self._granted_whole:
                 return True
             if stream in self._whole_partitions:
-                needed = self._whole_partitions.pop(stream) * most
+                needed = stream_calls if stream_calls is not None else self._whole_partitions[stream] * most
                 if not self._fits(needed):
                     return False
+                del self._whole_partitions[stream]
                 self.reserved += needed
                 self._granted_whole.add(stream)
                 return True

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 from typing import Any, Iterator, List, Mapping
 
@@ -22,7 +23,7 @@ from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
 from .components import ReportCallAllowance, ReportPacer
 from .config import DERIVED, FAST_RETRIES, config_problem, prepare_config
-from .windows import zone
+from .windows import company_now, zone
 
 # The full-refresh report stream, whose partitions (timeframes) are known before it starts.
 VALUES_STREAM = "segment_values"
@@ -30,9 +31,18 @@ VALUES_STREAM = "segment_values"
 ACCOUNT_REQUESTER = "account_requester"
 
 
-def refuse_unusable_config(config: Mapping[str, Any]) -> None:
-    """Raises ``config_problem``'s one sentence as a config error, if it has one."""
-    problem = config_problem(config)
+# The easternmost UTC offset: before the account's timezone is known, "now" may be this far ahead of UTC.
+EARLIEST_OFFSET = dt.timedelta(hours=14)
+
+
+def refuse_unusable_config(config: Mapping[str, Any], timezone: str | None = None) -> None:
+    """Raises ``config_problem``'s one sentence as a config error, if it has one, judged at the
+    company's now when the account's ``timezone`` is known, else at the latest now any company
+    may have (a start_date later today may be in the past east of UTC)."""
+    def now() -> dt.datetime:
+        return company_now(timezone) if timezone else company_now(None) + EARLIEST_OFFSET
+
+    problem = config_problem(config, now)
     if problem:
         raise AirbyteTracedException(message=problem, internal_message=problem, failure_type=FailureType.config_error)
 
@@ -125,8 +135,15 @@ class SourceKlaviyoSegments(YamlDeclarativeSource):
         lacks ``accounts:read`` or Klaviyo names a zone this machine does not know."""
         definition = dict(self.resolved_manifest["definitions"][ACCOUNT_REQUESTER])
         requester = ModelToComponentFactory().create_component(HttpRequesterModel, definition, self._config, name="account")
-        response = requester.send_request()
-        if response is None or response.status_code == 403:
+        try:
+            response = requester.send_request()
+        except AirbyteTracedException as error:
+            if error.failure_type == FailureType.config_error:  # 401: the key itself is refused
+                raise
+            # The timezone only refines the plan: an outage of this endpoint must not stop a sync.
+            logger.warning("Could not read the account's timezone (%s): planning without it.", error.message or error)
+            return None
+        if response is None or response.status_code in (403, 404):
             logger.info(
                 "The API key may not read the account's timezone (scope accounts:read): report windows keep a "
                 "daylight-saving margin and timeframes are sent with +00:00 (Klaviyo reads them in the account's timezone)."
@@ -150,8 +167,11 @@ class SourceKlaviyoSegments(YamlDeclarativeSource):
         state: List[AirbyteStateMessage] | None = None,
     ) -> Iterator[AirbyteMessage]:
         self._refuse_unusable_config(config)
-        # Windows, "now" and timeframe offsets depend on the account's timezone: planned again with it.
-        self._config = prepare_config(self._config, timezone=self.account_timezone(logger))
+        # Windows, "now" and timeframe offsets depend on the account's timezone: planned again with
+        # it, and judged again at the company's now (a start_date may be in its future).
+        timezone = self.account_timezone(logger)
+        refuse_unusable_config(self._config, timezone)
+        self._config = prepare_config(self._config, timezone=timezone)
         self._plan_report_calls(catalog)
         yield from super().read(logger, config, catalog, state)
 

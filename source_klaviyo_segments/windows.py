@@ -69,7 +69,7 @@ def company_now(timezone: str | None) -> dt.datetime:
     return dt.datetime.now(tz).replace(tzinfo=None, microsecond=0)
 
 
-def timeframe_bound(wall: dt.datetime, timezone: str | None) -> str:
+def timeframe_bound(wall: dt.datetime, timezone: str | None, last: bool = False) -> str:
     """A wall time as Klaviyo's spec types it (RFC 3339, with an offset): the account's offset at
     that wall time, or ``+00:00`` when the timezone is unknown. Klaviyo ignores the offset and
     reads the wall time in the account's timezone, so either way the same instant is asked for.
@@ -78,9 +78,13 @@ def timeframe_bound(wall: dt.datetime, timezone: str | None) -> str:
     '2024-07-01T00:00:00-04:00'
     >>> timeframe_bound(dt.datetime(2024, 7, 1, 23, 59, 59), None)
     '2024-07-01T23:59:59+00:00'
+    >>> timeframe_bound(dt.datetime(2024, 11, 3, 1, 59, 59), "America/New_York", last=True)
+    '2024-11-03T01:59:59-05:00'
     """
     tz = zone(timezone)
-    return wall.replace(tzinfo=tz or dt.timezone.utc).isoformat()
+    # A window's last second inside a repeated (fall-back) hour is the later of the two: the
+    # window covers both.
+    return wall.replace(tzinfo=tz or dt.timezone.utc, fold=1 if last else 0).isoformat()
 
 
 def company_date_time(date_time: str, timezone: str | None) -> str:
@@ -252,7 +256,7 @@ class ValuesTimeframe:
 
     ``label`` is what rows carry in ``timeframe``: the key, or ``start/end`` in company wall time
     with ``end`` exclusive (the next window's start). ``start`` and ``end`` are the same bounds as
-    RFC 3339 timestamps with the account's offset (``+00:00`` when its timezone is unknown).
+    RFC 3339 timestamps with the account's offset (``None`` when its timezone is unknown).
     """
 
     label: str
@@ -294,10 +298,12 @@ def plan_values_timeframes(
                 label=f"{first}/{last}",
                 request={
                     "start": timeframe_bound(window_start, timezone),
-                    "end": timeframe_bound(window_end - ONE_SECOND, timezone),
+                    "end": timeframe_bound(window_end - ONE_SECOND, timezone, last=True),
                 },
-                start=timeframe_bound(window_start, timezone),
-                end=timeframe_bound(window_end, timezone),
+                # Typed timestamps: without the timezone the instant is unknown, so null (the
+                # label keeps the wall times).
+                start=timeframe_bound(window_start, timezone) if zone(timezone) else None,
+                end=timeframe_bound(window_end, timezone) if zone(timezone) else None,
             )
         )
     return windows
@@ -327,21 +333,27 @@ def _instant(value: str) -> dt.datetime | None:
 
 
 def latest_instant(wall: dt.datetime, timezone: str | None) -> dt.datetime:
-    """The instant a company wall time stands for; without the timezone, the latest it could be."""
+    """The instant a company wall time stands for; without the timezone, the latest it could be.
+
+    >>> latest_instant(dt.datetime(2024, 9, 8), "America/Santiago")  # skipped by the spring-forward
+    datetime.datetime(2024, 9, 8, 4, 0, tzinfo=datetime.timezone.utc)
+    """
     tz = zone(timezone)
     if tz is not None:
-        return wall.replace(tzinfo=tz, fold=1)
+        # A repeated wall time is its later instant; one skipped by a spring-forward, the later reading.
+        return max(wall.replace(tzinfo=tz, fold=fold).astimezone(dt.timezone.utc) for fold in (0, 1))
     return wall.replace(tzinfo=dt.timezone.utc) + LATEST_OFFSET
 
 
 def plan_segment_batches(
-    segments: Sequence[tuple[str, str | None]], window_end: dt.datetime, timezone: str | None, batch_size: int
+    segments: Sequence[tuple[str, str | None]], window_end: dt.datetime | None, timezone: str | None, batch_size: int
 ) -> list[list[str]]:
     """The batches a report window (ending, exclusive, at company wall time ``window_end``) asks
     about: only the segments created before it ends (a segment has nothing to report before it
     existed), oldest first, ``batch_size`` at a time: ``ceil(existing / batch_size)`` calls, the
     fewest. ``segments`` are ``(id, created)``; a segment whose ``created`` is unknown always takes
-    part. Without the timezone, a window is taken to end as late as any offset allows.
+    part, and every segment does when ``window_end`` is ``None`` (a timeframe key, relative to
+    now). Without the timezone, a window is taken to end as late as any offset allows.
 
     >>> segments = [("A", "2024-03-01T10:00:00-05:00"), ("B", "2024-01-01T00:00:00+00:00"), ("C", None)]
     >>> plan_segment_batches(segments, dt.datetime(2024, 2, 1), "America/New_York", 2)
@@ -349,12 +361,12 @@ def plan_segment_batches(
     >>> plan_segment_batches(segments, dt.datetime(2024, 3, 2), "America/New_York", 2)
     [['C', 'B'], ['A']]
     """
-    end = latest_instant(window_end, timezone)
+    end = latest_instant(window_end, timezone) if window_end is not None else None
     oldest = dt.datetime.min.replace(tzinfo=dt.timezone.utc)
     existing = []
     for segment_id, created in segments:
         at = _instant(created) if created else None
-        if at is None or at < end:
+        if at is None or end is None or at < end:
             existing.append((at or oldest, segment_id))
     existing.sort()
     ids = [segment_id for _, segment_id in existing]
@@ -369,12 +381,20 @@ def bucket_ended_before(date_time: str, interval: str, created: str | None, time
     False
     >>> bucket_ended_before("2024-02-29T00:00:00-05:00", "daily", "2024-03-01T00:00:00-05:00", "America/New_York")
     True
+    >>> # Without the timezone, a day written in UTC ends a day after its UTC start, not at UTC midnight.
+    >>> bucket_ended_before("2024-03-01T05:00:00+00:00", "daily", "2024-03-01T20:00:00-05:00", None)
+    False
     """
     created_at = _instant(created) if created else None
     start = _instant(date_time)
     if created_at is None or start is None:
         return False
+    if interval == "hourly":  # an hour of real time, even the repeated one of a fall-back
+        return start + dt.timedelta(hours=1) <= created_at
+    # Days, weeks and months end at the same wall time a bucket later, in company time when the
+    # timezone is known, else in the offset Klaviyo wrote (a UTC-written start is not floored).
     tz = zone(timezone) or start.tzinfo
     wall = start.astimezone(tz).replace(tzinfo=None)
-    end = next_bucket(wall, interval) if interval != "weekly" else wall + dt.timedelta(weeks=1)
-    return end.replace(tzinfo=tz) <= created_at
+    step = {"daily": dt.timedelta(days=1), "weekly": dt.timedelta(weeks=1)}
+    end = wall + step[interval] if interval in step else add_months(wall, 1)
+    return end.replace(tzinfo=tz).astimezone(dt.timezone.utc) <= created_at

@@ -9,6 +9,7 @@ import math
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import pytest
 import requests_mock
 from airbyte_cdk.models import SyncMode
 from airbyte_cdk.test.entrypoint_wrapper import read
@@ -116,3 +117,61 @@ def test_a_timeframe_key_asks_about_every_segment() -> None:
     assert not output.errors
     asked: list[Any] = [FILTER.match(b["data"]["attributes"]["filter"]).group(1).split('","') for b in fake.bodies]
     assert sorted(i for batch in asked for i in batch) == ids and len(asked) == 2
+
+
+def read_values(limit: int | None, monkeypatch: Any = None) -> tuple[Any, FakeKlaviyo]:
+    """Custom segment_values over 2023-06-01..2025-06-01 (3 windows of at most 365 days) for 150
+    segments: 50 created before Klaviyo's data, 100 on 2025-05-31 (inside the last window, a day
+    long), so the windows need 1 + 1 + 2 = 4 calls (a window asks only about the segments that
+    existed by its end)."""
+    ids = [f"S{n:04d}" for n in range(150)]
+    created = {segment_id: "2025-05-31T10:00:00-04:00" for segment_id in ids[50:]}
+    fake = FakeKlaviyo(ids, created=created, timezone="America/New_York")
+    config = km.config(segment_ids=None, values_timeframe="custom", start_date="2023-06-01", end_date="2025-06-01",
+                       max_report_requests=limit)  # fmt: skip
+    with requests_mock.Mocker() as mocker:
+        fake.install(mocker)
+        output = read(SourceKlaviyoSegments(config=config), config, km.catalog("segment_values"), expecting_exception=True)
+    return output, fake
+
+
+def test_max_report_requests_grants_a_full_refresh_stream_exactly_what_its_windows_need() -> None:
+    fits, fake = read_values(limit=4)
+    assert not fits.errors, fits.errors
+    assert len(fake.bodies) == 4 and len(fits.records) == 50 + 50 + 150
+
+    short, fake = read_values(limit=3)
+    messages = [e.trace.error.message for e in short.errors]
+    expected = "`max_report_requests` (3) leaves too few report calls to read segment_values in full"
+    assert any(m.startswith(expected) for m in messages), messages
+    assert fake.bodies == [] and short.records == []  # refused before spending a call or writing part of the table
+
+
+@pytest.mark.parametrize("status", [404, 500, 429])
+def test_an_accounts_endpoint_that_fails_does_not_stop_the_sync(monkeypatch: pytest.MonkeyPatch, status: int) -> None:
+    # The timezone only refines the plan: a proxy without the endpoint, or an outage of it, is not fatal.
+    monkeypatch.setattr("time.sleep", lambda seconds: None)
+    fake = FakeKlaviyo(["S0001", "S0002"])
+    config = km.config(segment_ids=None)
+    with requests_mock.Mocker() as mocker:
+        fake.install(mocker)
+        mocker.get(f"{km.BASE_URL}/api/accounts", status_code=status, json={"errors": []}, headers={"Retry-After": "1"})
+        output = read(SourceKlaviyoSegments(config=config), config, km.catalog("segment_series", SyncMode.incremental))
+        status_check = SourceKlaviyoSegments(config=config).check(logger=__import__("logging").getLogger(), config=config)
+    assert not output.errors, output.errors
+    assert {r.record.data["segment_id"] for r in output.records} == {"S0001", "S0002"}
+    assert all(b["data"]["attributes"]["timeframe"]["start"].endswith("+00:00") for b in fake.bodies)  # planned without it
+    assert status_check.status.name == "SUCCEEDED", status_check.message
+
+
+def test_a_start_date_in_the_companys_future_is_refused_even_when_it_is_past_in_utc() -> None:
+    # Etc/GMT+12 is UTC-12: six hours ago in UTC is six hours ahead of the company's now.
+    fake = FakeKlaviyo(["S0001"], timezone="Etc/GMT+12")
+    utc_now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None, microsecond=0)
+    config = km.config(segment_ids=None, start_date=(utc_now - dt.timedelta(hours=6)).isoformat(), end_date=None)
+    with requests_mock.Mocker() as mocker:
+        fake.install(mocker)
+        output = read(SourceKlaviyoSegments(config=config), config, km.catalog("segment_series"), expecting_exception=True)
+    messages = [e.trace.error.message for e in output.errors]
+    assert any("is in the future" in m for m in messages), messages
+    assert fake.bodies == []

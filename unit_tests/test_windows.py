@@ -197,16 +197,15 @@ def test_values_custom_windows_touch_and_stay_within_a_year(start: dt.date, leng
     first = dt.datetime.combine(start, dt.time())
     end = first + dt.timedelta(days=length_days)
     planned = plan_values_timeframes("custom", first, end)
-    # Without the timezone, the bounds rows carry are the wall times with +00:00.
-    assert planned[0].start == first.isoformat() + "+00:00"
-    assert planned[-1].end == end.isoformat() + "+00:00"
-    for previous, following in zip(planned, planned[1:], strict=False):
-        assert previous.end == following.start
-    for window in planned:
-        # Sent with +00:00 without the timezone: the offset is ignored, the wall time counts.
-        assert window.request["start"].endswith("+00:00") and window.request["end"].endswith("+00:00")
-        window_start = dt.datetime.fromisoformat(window.request["start"][:19])
-        last_second = dt.datetime.fromisoformat(window.request["end"][:19])
-        assert last_second + SECOND == dt.datetime.fromisoformat(window.end[:19])
-        assert last_second - window_start < dt.timedelta(days=365)  # Klaviyo's "1 year", read harshly
+    windows = [tuple(dt.datetime.fromisoformat(bound) for bound in window.label.split("/")) for window in planned]
+    assert windows[0][0] == first and windows[-1][1] == end
+    for (_, previous_end), (following_start, _) in zip(windows, windows[1:], strict=False):
+        assert previous_end == following_start
+    for window, (window_start, window_end) in zip(planned, windows, strict=True):
+        # Without the timezone, a row's typed bounds are unknown instants: null.
+        assert window.start is None and window.end is None
+        # Sent with +00:00: Klaviyo ignores the offset, the wall time counts.
+        assert window.request["start"] == window_start.isoformat() + "+00:00"
+        assert window.request["end"] == (window_end - SECOND).isoformat() + "+00:00"
+        assert window_end - SECOND - window_start < dt.timedelta(days=365)  # Klaviyo's "1 year", read harshly
     assert len(planned) == math.ceil(length_days / 365)
