@@ -22,7 +22,17 @@ from typing import Any, Sequence
 import requests
 import yaml
 
-from bench.common import JSON_API, ONE_SECOND, REPO, SEGMENTS_PER_CALL, STATISTICS, WALL, chunks, windows
+from bench.common import (
+    COMPANY_TIMEZONE,
+    JSON_API,
+    ONE_SECOND,
+    REPO,
+    SEGMENTS_PER_CALL,
+    STATISTICS,
+    chunks,
+    connector_windows,
+    rfc3339,
+)
 
 SEGMENT_FIELDS = "name,created,updated,is_active,is_processing,is_starred"
 
@@ -79,8 +89,8 @@ def run_ceiling(
     batches = list(chunks(ids, SEGMENTS_PER_CALL))
     report_calls = rows = 0
     with open(out_path, "w") as out:
-        for window_start, window_end in windows(interval, start, end):
-            first, last = window_start.strftime(WALL), (window_end - ONE_SECOND).strftime(WALL)
+        for window_start, window_end in connector_windows(interval, start, end, COMPANY_TIMEZONE):
+            first, last = rfc3339(window_start), rfc3339(window_end - ONE_SECOND)
             for batch in batches:
                 response = session.post(
                     f"{base_url}/api/segment-series-reports",
@@ -98,7 +108,7 @@ def run_ceiling(
                     segment_id = result["groupings"]["segment_id"]
                     columns = [result["statistics"][name] for name in statistics]
                     for index, date_time in enumerate(date_times):
-                        if not first <= date_time[:19] <= last:  # the bucket belongs to another window
+                        if not first[:19] <= date_time[:19] <= last[:19]:  # the bucket belongs to another window
                             continue
                         row = {"segment_id": segment_id, "interval": interval, "date_time": date_time}
                         for name, column in zip(statistics, columns, strict=True):

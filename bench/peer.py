@@ -2,9 +2,10 @@
 
 ``klaviyo-api`` (``KlaviyoAPI``) pointed at the emulator through its ``test_host`` (which becomes the
 openapi_client ``Configuration.host``): list the segments with ``Segments.get_segments`` (paged),
-then one ``Reporting.query_segment_series`` per segment per 60-day window, as the SDK's examples
-do (``equals(segment_id,"…")``). 429s are left to the SDK's own retry (``RetryWithExponentialBackoff``:
-Retry-After plus exponential backoff, ``max_retries`` 3, the SDK's default).
+then one ``Reporting.query_segment_series`` per segment per window (``bench.common.windows`` with the
+company zone known: at most 60 days), as the SDK's examples do (``equals(segment_id,"…")``). 429s
+are left to the SDK's own retry (``RetryWithExponentialBackoff``: Retry-After plus
+exponential backoff, ``max_retries`` 3, the SDK's default).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import time
 from typing import Any, Sequence
 from urllib.parse import parse_qs, urlparse
 
-from bench.common import ONE_SECOND, STATISTICS, WALL, windows
+from bench.common import COMPANY_TIMEZONE, ONE_SECOND, STATISTICS, rfc3339, windows
 
 
 def list_segment_ids(klaviyo: Any) -> tuple[list[str], int]:
@@ -53,13 +54,13 @@ def run_peer(
     rows = requests_made = given_up = 0
     report_started = time.perf_counter()
     for segment_id in chosen:
-        for window_start, window_end in windows(interval, start, end):
+        for window_start, window_end in windows(interval, start, end, COMPANY_TIMEZONE):
             body = {
                 "data": {
                     "type": "segment-series-report",
                     "attributes": {
                         "statistics": list(statistics),
-                        "timeframe": {"start": window_start.strftime(WALL), "end": (window_end - ONE_SECOND).strftime(WALL)},
+                        "timeframe": {"start": rfc3339(window_start), "end": rfc3339(window_end - ONE_SECOND)},
                         "interval": interval,
                         "filter": f'equals(segment_id,"{segment_id}")',
                     },

@@ -1,10 +1,13 @@
 """``python -m bench.run`` (``make bench``): benchmarks of the installed connector against the
 Klaviyo emulator, written to BENCHMARKS.md. Exits non-zero when a workload makes more report calls
-than the minimum, a read fails or writes wrong rows, or the read's peak memory grows with the
-number of windows.
+than the minimum (with the company zone known or not; only the connector's one-step-per-sync cost over
+a DST fall-back is let through, and shown), a read fails or writes wrong rows, the read's peak memory grows with the
+number of windows, or a read at Klaviyo's real rate limits (section 5) meets a 429 or takes more
+than 5% longer than the fixed windows allow.
 
-    python -m bench.run                       # everything, about 6 minutes on 2 cores
+    python -m bench.run                       # everything, under 10 minutes on 2 cores
     python -m bench.run --sections calls,memory --out /tmp/b.md
+    python -m bench.run --sections pace --out /tmp/pace.md   # the real-scale pace alone, 2-3 minutes
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from bench.common import (
+    COMPANY_TIMEZONE,
     DAILY_LIMIT,
     NOW,
     REPO,
@@ -34,23 +38,39 @@ from bench.common import (
     STEADY_LIMIT,
     STEADY_WINDOW_S,
     bucket_count,
+    bucket_end_instant,
+    buckets_after_creation,
+    connector_calls,
     connector_command,
+    connector_windows,
+    created_instants,
+    creation_calls,
+    fewest_creation_calls,
     first_bucket,
+    full_cap_holds_fall_back,
+    ideal_call_times,
     machine,
     minimum_calls,
     read_output,
     run_measured,
     series_config,
     version_of,
+    wall_instant,
+    window_index,
     windows,
     write_inputs,
 )
 
 MB = 1024.0  # ru_maxrss and /usr/bin/time report KiB
 MEMORY_RATIO_LIMIT, MEMORY_GROWTH_LIMIT_MB = 1.25, 30.0
+# Section 5 measures at Klaviyo's real limits (no time scaling); its extra run and the peer scale them x60.
 TIME_SCALE = 60.0
-PEER_SUBSET, PEER_SUBSET_SHORT = 10, 5
-# `make bench` must finish in 10 minutes: the peer (~9 s per segment) shrinks when the run is late.
+# The real-scale read must come within 5% of the ideal with no 429; it is killed after PACE_TIMEOUT_S.
+PACE_RATIO_LIMIT, PACE_TIMEOUT_S = 1.05, 420.0
+PACE_SCALED_SECONDS = 20.0  # what the scaled extra run costs, to skip it when late
+PEER_SUBSET, PEER_SUBSET_MIN = 10, 3
+# `make bench` must finish in 10 minutes: the real-scale pace read takes 2-3 minutes whatever the machine, so the
+# peer (~9 s per segment) gets what is left of the budget, between PEER_SUBSET_MIN and PEER_SUBSET segments.
 BUDGET_S, PEER_SECONDS_PER_SEGMENT = 600.0, 9.0
 
 
@@ -61,21 +81,54 @@ class Workload:
     interval: str
     start: dt.datetime
     end: dt.datetime
+    # The emulator's `now` and `created_spread` (None: every segment existed before the data starts).
+    now: dt.datetime = NOW
+    created_spread: tuple[dt.datetime, dt.datetime] | None = None
+    # Section 1 runs it with the zone known only (else also with GET /api/accounts answering 403).
+    zone_known_only: bool = False
 
     @property
+    def batches(self) -> int:
+        return math.ceil(self.segments / SEGMENTS_PER_CALL)
+
+    def windows_for(self, timezone: str | None) -> int:
+        """The fewest windows (bench.common.windows), with the company zone known or not."""
+        return len(windows(self.interval, self.start, self.end, timezone))
+
+    def minimum_for(self, timezone: str | None) -> int:
+        return minimum_calls(self.segments, self.interval, self.start, self.end, timezone)
+
+    def planned_for(self, timezone: str | None) -> int:
+        """What the connector's documented rule sends (one step per sync): the minimum, or one window
+        more per batch when a full-cap window of the range holds a fall-back."""
+        return connector_calls(self.segments, self.interval, self.start, self.end, timezone)
+
+    # Sections 2-6 run the emulator with GET /api/accounts allowed: the zone is known.
+    @property
     def windows(self) -> int:
-        return len(windows(self.interval, self.start, self.end))
+        return self.windows_for(COMPANY_TIMEZONE)
 
     @property
     def minimum(self) -> int:
-        return minimum_calls(self.segments, self.interval, self.start, self.end)
+        return self.minimum_for(COMPANY_TIMEZONE)
+
+    @property
+    def planned(self) -> int:
+        return self.planned_for(COMPANY_TIMEZONE)
+
+    @property
+    def planned_windows(self) -> int:
+        return len(connector_windows(self.interval, self.start, self.end, COMPANY_TIMEZONE))
 
     @property
     def rows(self) -> int:
         return self.segments * bucket_count(self.interval, self.start, self.end)
 
     def range_text(self) -> str:
-        return f"{self.start:%Y-%m-%d}..{self.end:%Y-%m-%d}"
+        def wall(value: dt.datetime) -> str:
+            return f"{value:%Y-%m-%d}" if value.time() == dt.time() else f"{value:%Y-%m-%d %H:%M}"
+
+        return f"{wall(self.start)}..{wall(self.end)}"
 
 
 YEAR = (dt.datetime(2024, 1, 1), dt.datetime(2025, 1, 1))
@@ -83,16 +136,36 @@ HISTORY = (dt.datetime(2023, 6, 1), dt.datetime(2025, 3, 1))
 CALL_WORKLOADS = [
     Workload("daily, 1 year", 50, "daily", *YEAR),
     Workload("daily, 1 year", 1000, "daily", *YEAR),
-    Workload("daily, 1 year", 5000, "daily", *YEAR),
+    # Run with the zone known only: the connector's windows are the same without it (checked in `calls`).
+    Workload("daily, 1 year", 5000, "daily", *YEAR, zone_known_only=True),
     Workload("hourly, 30 days", 150, "hourly", dt.datetime(2024, 12, 2), dt.datetime(2025, 1, 1)),
     Workload("weekly, full history", 250, "weekly", *HISTORY),
     Workload("monthly, full history", 250, "monthly", *HISTORY),
+    # No DST change: with the zone known the full 7-day cap fits, 2 windows instead of 3.
+    Workload("hourly, 14 days in May", 250, "hourly", dt.datetime(2024, 5, 1), dt.datetime(2024, 5, 15)),
+    # 179 days whose second 60-day window holds the 2024-11-03 fall-back: the fewest windows are
+    # 60 + 59 + 60 days (3); the connector's one step per sync is 59 days (4 windows).
+    Workload("daily, 179 days over a fall-back", 150, "daily", dt.datetime(2024, 9, 1), dt.datetime(2025, 2, 27)),
 ]
+# Each calls workload runs twice, the zone readable (GET /api/accounts 200) and not (403), unless it is
+# `zone_known_only`.
+TIMEZONE_MODES = (("known", True), ("unknown (403)", False))
+# A backfill: 1,000 segments created evenly over two years (one every ~17.5 hours), read daily over those
+# two years with the zone known. A window asks only about the segments created before it ends, and a
+# bucket that ended before its segment's creation writes no row. Rows are compared with the emulator's
+# truth for every BACKFILL_TRUTH_EVERY-th segment (all 1,000 would hold ~1 M rows in memory twice).
+BACKFILL = Workload("daily, 2 years, segments created over them", 1000, "daily", dt.datetime(2023, 6, 1),
+                    dt.datetime(2025, 6, 1), now=dt.datetime(2025, 6, 2),
+                    created_spread=(dt.datetime(2023, 6, 1), dt.datetime(2025, 5, 31, 23)), zone_known_only=True)
+BACKFILL_TRUTH_EVERY = 10
 # Rows per second: a year of 500 segments; the profile: a third of it.
 THROUGHPUT = Workload("daily, 1 year", 500, "daily", *YEAR)
 PROFILED = Workload("daily, 120 days", 500, "daily", dt.datetime(2024, 1, 1), dt.datetime(2024, 4, 30))
 MEMORY_DAYS = (59, 236, 590)  # 1, 4 and 10 daily windows
-PACE = Workload("daily, 400 days", 250, "daily", dt.datetime(2024, 1, 1), dt.datetime(2025, 2, 4))
+# At Klaviyo's real limits: 3 batches x 2 windows = 6 report calls, 3 steady windows (2-3 minutes).
+PACE = Workload("daily, 90 days", 250, "daily", dt.datetime(2024, 1, 1), dt.datetime(2024, 3, 30))
+# The time-scaled extra and the SDK peer: 21 report calls.
+PACE_SCALED = Workload("daily, 400 days", 250, "daily", dt.datetime(2024, 1, 1), dt.datetime(2025, 2, 4))
 # Truth (the emulator's oracle) is compared row by row up to this many segments.
 TRUTH_MAX_SEGMENTS = 250
 
@@ -117,11 +190,12 @@ class Bench:
         path.mkdir(parents=True, exist_ok=True)
         return path
 
-    def read(self, name: str, config: dict[str, Any], streams: list[str] | None = None) -> tuple[Any, Path]:
+    def read(self, name: str, config: dict[str, Any], streams: list[str] | None = None,
+             timeout: float = 900) -> tuple[Any, Path]:
         scratch = self.scratch(name)
         args = write_inputs(scratch, config, streams or ["segment_series"])
         out = scratch / "out.jsonl"
-        run = run_measured([*self.command, "read", *args], out, cwd=scratch)
+        run = run_measured([*self.command, "read", *args], out, cwd=scratch, timeout=timeout)
         return run, out
 
     # -- 1. report calls -------------------------------------------------------------------------
@@ -130,64 +204,315 @@ class Bench:
         from integration_tests.emulator import Emulator, EmulatorConfig
 
         rows = []
+        results: list[dict[str, Any]] = []
         for workload in CALL_WORKLOADS:
-            label = f"{workload.segments} segments {workload.name}"
-            print(f"[calls] {label} ...", flush=True)
-            with Emulator(EmulatorConfig(segments=workload.segments, now=NOW, limits=None)) as emu:
-                config = series_config(emu.base_url, emu.config.api_key, workload.interval, workload.start, workload.end)
-                run, out_path = self.read(f"calls-{workload.interval}-{workload.segments}", config)
-                calls = emu.report_calls(status=None)
-                list_calls = sum(1 for c in emu.calls if c.endpoint == "segments")
-                largest_batch = max((len(c.segment_ids) for c in calls), default=0)
-                statuses = Counter(c.status for c in calls)
-                output = read_output(out_path, keep_rows=workload.segments <= TRUTH_MAX_SEGMENTS)
-                truth_text = "not compared"
-                if output.by_key is not None and run.returncode == 0:
-                    truth = emu.truth_series(workload.interval, first_bucket(workload.interval, workload.start), workload.end)
-                    truth_text = "equal" if output.by_key == truth else f"DIFFERENT ({len(truth)} truth rows)"
-                    if output.by_key != truth:
-                        self.fail(f"{label}: rows differ from the emulator's truth")
-            ratio = len(calls) / workload.minimum
-            rows_ok = output.records == output.distinct == workload.rows
-            if run.returncode != 0:
-                self.fail(f"{label}: read exited {run.returncode}: {output.errors[:1] or run.stderr_tail[-500:]}")
-            if ratio != 1.0:
-                self.fail(f"{label}: {len(calls)} report calls, minimum {workload.minimum} (ratio {ratio:.2f})")
-            if not rows_ok:
-                self.fail(f"{label}: {output.records} records ({output.distinct} distinct), expected {workload.rows}")
+            if workload.zone_known_only:
+                self.check_same_windows(workload)
+            for mode, accounts_scope in TIMEZONE_MODES:
+                if accounts_scope or not workload.zone_known_only:
+                    results.append(self.calls_workload(Emulator, EmulatorConfig, workload, mode, accounts_scope))
+        backfill = self.calls_backfill(Emulator, EmulatorConfig)
+        self.numbers["backfill"] = backfill
+        for r in results:
+            workload = r["workload"]
+            with_tz, without_tz = workload.minimum_for(COMPANY_TIMEZONE), workload.minimum_for(None)
             rows.append([
-                f"{workload.segments:,}", workload.interval, workload.range_text(),
-                f"{math.ceil(workload.segments / SEGMENTS_PER_CALL)} x {workload.windows} = {workload.minimum}",
-                str(len(calls)), f"**{ratio:.2f}**", ", ".join(f"{k}: {v}" for k, v in sorted(statuses.items())),
-                str(largest_batch), str(list_calls),
-                f"{output.records:,} / {workload.rows:,}" + ("" if rows_ok else " ✗"), truth_text,
-                f"{run.wall_s:.1f}", f"{run.max_rss_kb / MB:.0f}",
+                f"{workload.segments:,}", workload.interval, workload.range_text(), r["mode"], r["accounts"],
+                f"{workload.batches} x {workload.windows_for(COMPANY_TIMEZONE)} = {with_tz}"
+                + (" ←" if r["timezone"] else ""),
+                f"{workload.batches} x {workload.windows_for(None)} = {without_tz}" + ("" if r["timezone"] else " ←"),
+                str(r["calls"]),
+                f"**{r['ratio']:.2f}**" + (" (uniform step, see below)" if r["excused"] else "")
+                + (" ✗" if r["failed"] else ""),
+                r["statuses"], str(r["largest_batch"]), str(r["list_calls"]),
+                f"{r['records']:,} / {workload.rows:,}" + ("" if r["rows_ok"] else " ✗"), r["truth"],
+                f"{r['wall']:.1f}", f"{r['rss_mb']:.0f}",
             ])
-            self.numbers[f"calls:{workload.segments}:{workload.interval}"] = (len(calls), workload.minimum, run.wall_s)
-            print(f"  {len(calls)} calls (minimum {workload.minimum}), {output.records:,} rows, {run.wall_s:.1f} s", flush=True)
-        self.sections["calls"] = [
+        self.numbers["calls"] = results
+        excused = [r for r in results if r["excused"]]
+        saved = [r for r in results if r["timezone"] and not r["failed"] and r["rows_ok"]
+                 and r["calls"] < r["minimum_without_tz"]]
+        lines = [
             "## 1. Report calls against the minimum",
             "",
             "Every workload is one `read` of `segment_series` (incremental, no state) by the installed command,",
-            "against the in-process emulator without rate limits (`EmulatorConfig(limits=None)`, `now` 2025-03-01 12:00).",
-            "The minimum is `ceil(N/100) x windows`, computed in `bench/common.py` independently of the connector:",
-            "daily windows of at most 59 days, hourly 167 hours (Klaviyo's 60 days and 7 days, less a margin for a DST",
-            "fall-back), weekly 52 weeks (from the first Monday on/after",
-            "the start: 2023-06-05), monthly 11 calendar months. Calls are `emu.report_calls(status=None)` (every",
-            "status). Rows are checked exactly once each (`N x buckets`), and against `emu.truth_series` up to",
-            f"{TRUTH_MAX_SEGMENTS} segments.",
+            "against the in-process emulator without rate limits (`EmulatorConfig(limits=None)`, `now` 2025-03-01 12:00,",
+            f"company zone {COMPANY_TIMEZONE}), **twice**: with `accounts_scope=True` (`GET /api/accounts` answers the",
+            "zone, so the connector knows it) and with `accounts_scope=False` (403: the zone is unknown); the 5,000-segment",
+            "workload and the backfill (below) run with the zone known only.",
             "",
-            table(["segments", "interval", "range (end excl.)", "minimum", "calls", "ratio", "statuses", "max ids/call",
-                   "GET /api/segments", "rows / expected", "vs truth", "wall s", "peak RSS MB"], rows),
+            "The minimum is computed in `bench/common.py` from Klaviyo's documented caps, independently of the",
+            "connector: `ceil(N/100)` batches x the fewest windows that tile [first bucket, end) in wall time with every",
+            "window within the cap (hourly 7 days, daily 60 days, weekly and monthly 52 weeks) both in wall time and,",
+            "with the zone known, in elapsed time in that zone. It is a greedy plan (`bench.common.windows`), each window",
+            "as long as fits: the full cap, or one bucket less when a full-cap window holds a DST fall-back (an hour",
+            "longer in elapsed time). Greedy is optimal because the reach from a later start is never shorter. Without",
+            "the zone any window might hold a fall-back, so every window keeps that bucket of margin (167 hours,",
+            "59 days); weekly windows are 52 weeks and monthly 11 calendar months in both modes. The ← marks the",
+            "minimum that applies to the row's run; *ratio* = calls / that minimum. Calls are",
+            "`emu.report_calls(status=None)` (every status). Rows are checked exactly once each (`N x buckets`), and",
+            f"against `emu.truth_series` up to {TRUTH_MAX_SEGMENTS} segments.",
+            "",
+            table(["segments", "interval", "range (end excl.)", "zone", "GET /api/accounts", "minimum, zone known",
+                   "minimum, zone unknown", "calls", "ratio", "statuses", "max ids/call", "GET /api/segments",
+                   "rows / expected", "vs truth", "wall s", "peak RSS MB"], rows),
         ]
-        big = self.numbers.get("calls:5000:daily")
-        if big:
-            self.sections["calls"] += [
+        if saved:
+            lines += ["", "Knowing the zone saves calls: " + "; ".join(
+                f"{r['workload'].segments} segments {r['workload'].name}: {r['calls']} calls with it, "
+                f"{r['minimum_without_tz']} (the minimum) without" for r in saved)
+                + ". The full cap fits every window: no DST fall-back in the range."]
+        if excused:
+            lines += [
                 "",
-                f"5,000 segments daily over a year (1.83 M rows, {big[0]} calls) is measured once per run; it took "
-                f"{big[2]:.0f} s (the connector plus the emulator computing its answers), the largest part of the bench's",
-                "10-minute budget.",
+                "**Not at the minimum, and excluded from the failure gate by exactly that difference:** "
+                + "; ".join(
+                    f"{r['workload'].segments} segments {r['workload'].name} (zone known) made {r['calls']} calls where "
+                    f"{r['minimum']} suffice (ratio {r['ratio']:.2f}, {r['calls'] - r['minimum']} more)"
+                    for r in excused) + ".",
+                "The connector picks one window step per sync: with the zone known it takes the full cap unless some",
+                "full-cap window of the range would hold a fall-back, and then it takes the margin step (59 days /",
+                "167 hours) for every window. The fewest windows keep the full cap everywhere but in the one window",
+                "that holds the fall-back, so a range just over a multiple of the margin step costs the connector one",
+                "window (one call per batch) more. The gate accepts that difference only where",
+                "`bench.common.connector_windows` (that documented rule) gives it for a range holding a fall-back;",
+                "any other call above the minimum fails.",
             ]
+        big = next((r for r in results if r["workload"].segments == 5000), None)
+        if big:
+            w = big["workload"]
+            lines += [
+                "",
+                f"5,000 segments daily over a year (1.83 M rows, {big['calls']} calls) is measured **once, with the zone "
+                f"known**; it took {big['wall']:.0f} s (the connector plus the emulator computing its answers), the largest",
+                "part of the bench's 10-minute budget. Its windows are the same in both modes"
+                + (": a full-cap window of the range holds a DST fall-back, so with the zone known the connector takes the "
+                   "margin step it takes without it," if full_cap_holds_fall_back(w.interval, w.start, w.end, COMPANY_TIMEZONE)
+                   else ":"),
+                f"{len(connector_windows(w.interval, w.start, w.end, COMPANY_TIMEZONE))} windows either "
+                f"way (`bench.common.connector_windows` gives the same list in both modes, checked at every run), and the "
+                f"minimum is {w.minimum_for(COMPANY_TIMEZONE)} in both; a run without the zone would send the same calls.",
+            ]
+        lines += self.backfill_lines(backfill)
+        self.sections["calls"] = lines
+
+    def calls_workload(self, emulator: Any, emulator_config: Any, workload: Workload, mode: str,
+                       accounts_scope: bool) -> dict[str, Any]:
+        """One calls workload in one zone mode, gated: calls = the minimum, or above it only by what the
+        connector's uniform step costs over a fall-back (``connector_windows``)."""
+        timezone = COMPANY_TIMEZONE if accounts_scope else None
+        label = f"{workload.segments} segments {workload.name}, zone {mode}"
+        print(f"[calls] {label} ...", flush=True)
+        config = emulator_config(segments=workload.segments, now=workload.now, limits=None,
+                                 accounts_scope=accounts_scope, created_spread=workload.created_spread)
+        with emulator(config) as emu:
+            series = series_config(emu.base_url, emu.config.api_key, workload.interval, workload.start, workload.end)
+            scope = "tz" if accounts_scope else "notz"
+            run, out_path = self.read(f"calls-{workload.interval}-{workload.segments}-{workload.start:%Y%m%d}-{scope}",
+                                      series)
+            calls = emu.report_calls(status=None)
+            list_calls = sum(1 for c in emu.calls if c.endpoint == "segments")
+            accounts = Counter(c.status for c in emu.calls if c.endpoint == "accounts")
+            output = read_output(out_path, keep_rows=workload.segments <= TRUTH_MAX_SEGMENTS)
+            truth_text = "not compared"
+            if output.by_key is not None and run.returncode == 0:
+                truth = emu.truth_series(workload.interval, first_bucket(workload.interval, workload.start), workload.end)
+                truth_text = "equal" if output.by_key == truth else f"DIFFERENT ({len(truth)} truth rows)"
+                if output.by_key != truth:
+                    self.fail(f"{label}: rows differ from the emulator's truth")
+        minimum, planned = workload.minimum_for(timezone), workload.planned_for(timezone)
+        holds = full_cap_holds_fall_back(workload.interval, workload.start, workload.end, timezone)
+        # The only difference above the minimum the gate lets pass: the uniform step over a fall-back.
+        allowed = planned if (timezone is not None and holds and planned > minimum) else minimum
+        ratio = len(calls) / minimum
+        rows_ok = output.records == output.distinct == workload.rows
+        failed = False
+        if run.returncode != 0:
+            self.fail(f"{label}: read exited {run.returncode}: {output.errors[:1] or run.stderr_tail[-500:]}")
+        if len(calls) > allowed or len(calls) < minimum:
+            failed = True
+            self.fail(f"{label}: {len(calls)} report calls, minimum {minimum} (ratio {ratio:.2f})"
+                      + (f", the connector's uniform step explains {allowed}" if allowed != minimum else ""))
+        expected_status = 200 if accounts_scope else 403
+        if sorted(accounts) != [expected_status]:
+            failed = True
+            self.fail(f"{label}: GET /api/accounts answered {dict(accounts)}, expected {expected_status}")
+        if not rows_ok:
+            self.fail(f"{label}: {output.records} records ({output.distinct} distinct), expected {workload.rows}")
+        print(f"  {len(calls)} calls (minimum {minimum}, connector's rule {planned}), {output.records:,} rows, "
+              f"{run.wall_s:.1f} s", flush=True)
+        return {
+            "workload": workload, "mode": mode, "timezone": timezone, "calls": len(calls), "minimum": minimum,
+            "minimum_without_tz": workload.minimum_for(None), "planned": planned, "ratio": ratio,
+            "excused": not failed and minimum < len(calls) <= allowed, "failed": failed,
+            "accounts": ", ".join(f"{sum(accounts.values())} x {status}" for status in sorted(accounts)) or "none",
+            "statuses": ", ".join(f"{k}: {v}" for k, v in sorted(Counter(c.status for c in calls).items())),
+            "largest_batch": max((len(c.segment_ids) for c in calls), default=0), "list_calls": list_calls,
+            "records": output.records, "rows_ok": rows_ok, "truth": truth_text, "wall": run.wall_s,
+            "rss_mb": run.max_rss_kb / MB,
+        }
+
+    def check_same_windows(self, workload: Workload) -> None:
+        """A workload run with the zone known only must send the same windows without it."""
+        known = connector_windows(workload.interval, workload.start, workload.end, COMPANY_TIMEZONE)
+        unknown = connector_windows(workload.interval, workload.start, workload.end, None)
+        if known != unknown or workload.minimum_for(COMPANY_TIMEZONE) != workload.minimum_for(None):
+            self.fail(f"{workload.segments} segments {workload.name} runs with the zone known only, but its windows "
+                      f"differ without the zone ({len(known)} vs {len(unknown)} connector windows, minimum "
+                      f"{workload.minimum_for(COMPANY_TIMEZONE)} vs {workload.minimum_for(None)})")
+
+    def calls_backfill(self, emulator: Any, emulator_config: Any) -> dict[str, Any]:
+        """The backfill workload (zone known): calls = the sum over the connector's windows of
+        ceil(segments created before the window's end / 100), rows = the buckets from each segment's
+        creation on, both computed here from the emulator's `created` strings."""
+        workload, timezone = BACKFILL, COMPANY_TIMEZONE
+        label = f"{workload.segments} segments {workload.name}, zone known"
+        print(f"[calls] {label} ...", flush=True)
+        config = emulator_config(segments=workload.segments, now=workload.now, limits=None, accounts_scope=True,
+                                 created_spread=workload.created_spread, before_creation="zero")
+        with emulator(config) as emu:
+            created = {segment.id: segment.created for segment in emu.data.segments}
+            sample = sorted(created)[::BACKFILL_TRUTH_EVERY]
+            series = series_config(emu.base_url, emu.config.api_key, workload.interval, workload.start, workload.end)
+            run, out_path = self.read("calls-backfill", series)
+            calls = emu.report_calls(status=None)
+            list_calls = sum(1 for c in emu.calls if c.endpoint == "segments")
+            accounts = Counter(c.status for c in emu.calls if c.endpoint == "accounts")
+            output = read_output(out_path, keep_segments=set(sample))
+            truth: dict[tuple[str, str], Any] | None = None
+            if run.returncode == 0:
+                truth = emu.truth_series(workload.interval, first_bucket(workload.interval, workload.start), workload.end,
+                                         sample)
+        instants = created_instants(created.values())
+        planned = connector_windows(workload.interval, workload.start, workload.end, timezone)
+        per_window = creation_calls(instants, planned, timezone)
+        minimum = sum(n for _, n in per_window)
+        old = workload.batches * len(planned)
+        fewest, fewest_plan = fewest_creation_calls(instants, workload.interval, workload.start, workload.end, timezone)
+        expected = buckets_after_creation(workload.interval, workload.start, workload.end, created, timezone)
+        expected_rows = sum(expected.values())
+        # Calls per window (by the timeframe's start) and the segments each window asked about.
+        sent: dict[dt.datetime, list[Any]] = {}
+        for call in calls:
+            begin = (call.timeframe or {}).get("start")
+            wall = dt.datetime.fromisoformat(begin).replace(tzinfo=None) if isinstance(begin, str) else None
+            if wall is not None:
+                sent.setdefault(wall, []).append(call)
+        created_at = {segment_id: created_instants([value])[0] for segment_id, value in created.items()}
+        window_rows, asked_wrong = [], 0
+        for (begin, end), (existing, needed) in zip(planned, per_window, strict=True):
+            window_calls = sent.get(begin, [])
+            asked = [segment_id for call in window_calls for segment_id in call.segment_ids]
+            should = {segment_id for segment_id, at in created_at.items() if at < wall_instant(end, timezone)}
+            wrong = len(asked) != len(set(asked)) or set(asked) != should
+            asked_wrong += wrong
+            window_rows.append([f"{begin:%Y-%m-%d}..{end:%Y-%m-%d}", f"{existing:,}", str(needed),
+                                str(len(window_calls)) + (" ✗" if len(window_calls) != needed else ""),
+                                "exactly those" if not wrong else f"{len(set(asked))} distinct ✗"])
+        truth_text = "not compared"
+        if truth is not None and output.by_key is not None:
+            kept = {key: stats for key, stats in truth.items()
+                    if bucket_end_instant(key[1], workload.interval, timezone) > created_at[key[0]]}
+            truth_text = (f"equal ({len(sample)} segments, {len(kept):,} rows)" if output.by_key == kept
+                          else f"DIFFERENT ({len(output.by_key):,} rows vs {len(kept):,} truth rows)")
+            if output.by_key != kept:
+                self.fail(f"{label}: the rows of {len(sample)} sampled segments differ from the emulator's truth "
+                          "(buckets ending after creation)")
+        wrong_segments = sum(1 for segment_id, n in expected.items() if output.per_segment.get(segment_id, 0) != n)
+        rows_ok = output.records == output.distinct == expected_rows and not wrong_segments
+        ratio = len(calls) / minimum if minimum else float("inf")
+        failed = False
+        if run.returncode != 0:
+            self.fail(f"{label}: read exited {run.returncode}: {output.errors[:1] or run.stderr_tail[-500:]}")
+        if len(calls) != minimum:
+            failed = True
+            self.fail(f"{label}: {len(calls)} report calls, minimum {minimum} (ratio {ratio:.2f}): the sum over the "
+                      "connector's windows of ceil(segments created before the window's end / 100)")
+        if asked_wrong:
+            failed = True
+            self.fail(f"{label}: {asked_wrong} window(s) did not ask about exactly the segments created before their end")
+        if sorted(accounts) != [200]:
+            failed = True
+            self.fail(f"{label}: GET /api/accounts answered {dict(accounts)}, expected 200")
+        if not rows_ok:
+            self.fail(f"{label}: {output.records:,} records ({output.distinct:,} distinct), expected {expected_rows:,} "
+                      f"(buckets from each segment's creation on); {wrong_segments} segment(s) with a wrong count")
+        print(f"  {len(calls)} calls (minimum {minimum}, old formula {old}), {output.records:,} rows "
+              f"(expected {expected_rows:,}), {run.wall_s:.1f} s", flush=True)
+        return {
+            "workload": workload, "calls": len(calls), "minimum": minimum, "old": old, "ratio": ratio, "failed": failed,
+            "windows": len(planned), "fewest": fewest, "fewest_plan": fewest_plan, "window_rows": window_rows,
+            "statuses": ", ".join(f"{k}: {v}" for k, v in sorted(Counter(c.status for c in calls).items())),
+            "largest_batch": max((len(c.segment_ids) for c in calls), default=0), "list_calls": list_calls,
+            "records": output.records, "expected_rows": expected_rows, "full_rows": workload.rows, "rows_ok": rows_ok,
+            "wrong_segments": wrong_segments, "truth": truth_text, "wall": run.wall_s, "rss_mb": run.max_rss_kb / MB,
+            "first": created[min(created_at, key=created_at.__getitem__)],
+            "last": created[max(created_at, key=created_at.__getitem__)],
+            "margin_step": full_cap_holds_fall_back(workload.interval, workload.start, workload.end, timezone),
+        }
+
+    @staticmethod
+    def backfill_saving(r: dict[str, Any]) -> str:
+        """E.g. "79 calls instead of 130: 51 fewer (39% less); 1 day of quota instead of 1 (0.35 vs 0.58 of a
+        day's 225)": days = ceil(calls / 225), the daily report quota."""
+        calls, old = r["calls"], r["old"]
+        now_days, old_days = math.ceil(calls / DAILY_LIMIT), math.ceil(old / DAILY_LIMIT)
+        return (f"{calls} calls instead of {old}: {old - calls} fewer ({(old - calls) / old:.0%} less); "
+                f"{now_days} day{'s' if now_days != 1 else ''} of quota instead of {old_days} "
+                f"({calls / DAILY_LIMIT:.2f} vs {old / DAILY_LIMIT:.2f} of a day's {DAILY_LIMIT})")
+
+    def backfill_lines(self, r: dict[str, Any]) -> list[str]:
+        workload: Workload = r["workload"]
+        first, last = workload.created_spread or (workload.start, workload.start)
+        lines = [
+            "",
+            "### A backfill: segments created during the range",
+            "",
+            f"{workload.segments:,} segments created evenly from {first:%Y-%m-%d %H:%M} to {last:%Y-%m-%d %H:%M} (company "
+            f"time; `EmulatorConfig(created_spread=..., before_creation=\"zero\", now={workload.now:%Y-%m-%d})`, `created` "
+            f"from {r['first']} to {r['last']}), read `{workload.interval}` {workload.range_text()} with the zone known "
+            f"({COMPANY_TIMEZONE}). A window asks only about the segments created before it ends, so it costs",
+            "ceil(existing / 100) calls. The minimum is computed in `bench/common.py` from the emulator's `created`",
+            "strings (instants compared in the company zone) over the windows of the connector's documented rule",
+            f"(`connector_windows`, {r['windows']} windows"
+            + (": a full-cap window holds a fall-back, so the margin step" if r["margin_step"] else "") + "): the sum",
+            "over those windows of ceil(segments created before the window's end / 100). The old cost is",
+            "ceil(N/100) x windows. Rows: a bucket is written only if it ends after its segment's creation, so the",
+            "expected count is the sum over segments of the buckets from the one holding its creation to the end",
+            f"(checked per segment); every {BACKFILL_TRUTH_EVERY}th segment's rows are compared with `emu.truth_series`",
+            "filtered to buckets ending after creation.",
+            "",
+            table(["segments", "interval", "range (end excl.)", "zone", "calls", "minimum (sum of ceil(existing/100))",
+                   "ratio", "old: ceil(N/100) x windows", "saving", "statuses", "max ids/call", "GET /api/segments",
+                   "rows / expected", "vs truth", "wall s", "peak RSS MB"], [[
+                f"{workload.segments:,}", workload.interval, workload.range_text(), "known", str(r["calls"]),
+                str(r["minimum"]), f"**{r['ratio']:.2f}**" + (" ✗" if r["failed"] else ""),
+                f"{workload.batches} x {r['windows']} = {r['old']}",
+                f"{r['old'] - r['calls']} calls, {(r['old'] - r['calls']) / r['old']:.0%}",
+                r["statuses"], str(r["largest_batch"]), str(r["list_calls"]),
+                f"{r['records']:,} / {r['expected_rows']:,}" + ("" if r["rows_ok"] else " ✗"), r["truth"],
+                f"{r['wall']:.1f}", f"{r['rss_mb']:.0f}",
+            ]]),
+            "",
+            f"**{self.backfill_saving(r)}** (Klaviyo allows {DAILY_LIMIT} report calls a day). Rows: "
+            f"{r['records']:,} instead of the {r['full_rows']:,} a row per segment per day would be.",
+            "",
+            "Per window (segments created before its end, the calls that needs, the calls sent, the segments asked about):",
+            "",
+            table(["window", "created before its end", "minimum calls", "calls sent", "segments asked"], r["window_rows"]),
+        ]
+        if r["fewest"] < r["minimum"]:
+            plan = r["fewest_plan"]
+            lines += [
+                "",
+                f"Not gated: windows placed with the creation dates in mind would need fewer. The fewest over any tiling "
+                f"by bucket-aligned windows within the cap (`bench.common.fewest_creation_calls`, a shortest path) is "
+                f"**{r['fewest']}** calls in {len(plan)} windows, e.g. ending "
+                + ", ".join(f"{end:%Y-%m-%d}" for _, end in plan)
+                + ". The connector's windows run from the range's start with one step, the short remainder last; "
+                "ending each window earlier (the short one first) leaves fewer segments in it.",
+            ]
+        return lines
 
     # -- 2. throughput, ceiling, profile ---------------------------------------------------------
 
@@ -407,7 +732,8 @@ class Bench:
         flat = ratio < MEMORY_RATIO_LIMIT or growth < MEMORY_GROWTH_LIMIT_MB
         if not flat:
             self.fail(f"peak RSS grows with the number of windows: {', '.join(f'{p:.0f}' for p in peaks)} MB")
-        per_window = (peaks[-1] - peaks[0]) / max(1, len(windows("daily", start, start + dt.timedelta(days=MEMORY_DAYS[-1]))) - 1)
+        longest = windows("daily", start, start + dt.timedelta(days=MEMORY_DAYS[-1]), COMPANY_TIMEZONE)
+        per_window = (peaks[-1] - peaks[0]) / max(1, len(longest) - 1)
         self.numbers["memory"] = (peaks, ratio, growth)
         tool = "`/usr/bin/time -v` (Maximum resident set size)" if Path("/usr/bin/time").exists() else "`os.wait4` rusage"
         self.sections["memory"] = [
@@ -477,42 +803,102 @@ class Bench:
 
     # -- 5. Klaviyo's pace; 6. the SDK peer -----------------------------------------------------------
 
-    def pace(self) -> None:
+    def paced_read(self, workload: Workload, time_scale: float, name: str, timeout: float) -> dict[str, Any]:
+        """One read against the emulator enforcing ``RateLimits.klaviyo(time_scale)``; the span from the first
+        to the last report call (CallRecord.at, the emulator's monotonic clock) against the ideal the fixed
+        windows allow (``ideal_call_times``, counted from the window of the first call)."""
         from integration_tests.emulator import Emulator, EmulatorConfig, RateLimits
 
-        workload = PACE
-        limits = RateLimits.klaviyo(time_scale=TIME_SCALE)
-        ideal = workload.minimum * limits.steady_window / limits.steady
-        print(f"[pace] {workload.segments} segments {workload.name} at Klaviyo's limits x{TIME_SCALE:.0f} ...", flush=True)
+        limits = RateLimits.klaviyo(time_scale=time_scale)
+        created = time.monotonic()  # the emulator's default clock; its limiter's origin is read below
         with Emulator(EmulatorConfig(segments=workload.segments, now=NOW, limits=limits)) as emu:
+            origin = float(getattr(getattr(emu, "_limiter", None), "_origin", created))
             config = series_config(emu.base_url, emu.config.api_key, workload.interval, workload.start, workload.end)
-            run, out_path = self.read("pace", config)
+            run, out_path = self.read(name, config, timeout=timeout)
             calls = emu.report_calls(status=None)
         output = read_output(out_path)
         statuses = Counter(c.status for c in calls)
-        span = calls[-1].at - calls[0].at if calls else 0.0
-        if run.returncode != 0:
-            self.fail(f"the paced read exited {run.returncode}: {output.errors[:1] or run.stderr_tail[-500:]}")
-        if output.records != workload.rows:
-            self.fail(f"the paced read wrote {output.records} rows, expected {workload.rows}")
-        if statuses.get(429):
-            self.notes.append(f"The paced read met {statuses[429]} 429s.")
-        gaps = [later.at - earlier.at for earlier, later in zip(calls, calls[1:], strict=False)]
-        self.numbers["pace"] = {"wall": run.wall_s, "span": span, "ideal": ideal, "ok": statuses.get(200, 0),
-                                "429": statuses.get(429, 0), "calls": len(calls), "minimum": workload.minimum,
-                                "waits": [g for g in gaps if g >= 0.8 * limits.steady_window],
-                                "busy": [g for g in gaps if g < 0.8 * limits.steady_window]}
+        window_s, gap_s = limits.steady_window, limits.burst_window / limits.burst
+        first_at = calls[0].at if calls else origin
+        ideal_times = ideal_call_times(origin, first_at, workload.minimum, limits.steady, window_s, gap_s)
+        span = calls[-1].at - first_at if calls else 0.0
+        ideal = ideal_times[-1] - first_at if ideal_times else 0.0
+        ok = [c for c in calls if c.status == 200]
+        w_first = window_index(first_at, origin, window_s)
+        w_last = window_index(calls[-1].at, origin, window_s) if calls else w_first
+        per_window = [sum(1 for c in ok if window_index(c.at, origin, window_s) == w) for w in range(w_first, w_last + 1)]
+        k = 0
+        rows = []
+        for number, call in enumerate(calls, 1):
+            w = window_index(call.at, origin, window_s)
+            ideal_at = ""
+            if call.status == 200:
+                ideal_at = f"{ideal_times[k] - origin:.2f}" if k < len(ideal_times) else "beyond the minimum"
+                k += 1
+            rows.append([str(number), str(call.status), f"{call.at - origin:.2f}", str(w),
+                         f"{call.at - origin - w * window_s:.2f}", ideal_at])
+        gaps = [(earlier.status, later.at - earlier.at) for earlier, later in zip(calls, calls[1:], strict=False)]
+        last_ideal = ideal_times[-1] if ideal_times else first_at
+        return {
+            "workload": workload, "time_scale": time_scale, "limits": limits, "returncode": run.returncode,
+            "records": output.records, "errors": output.errors, "stderr_tail": run.stderr_tail,
+            "wall": run.wall_s, "span": span, "ideal": ideal,
+            "ratio": span / ideal if ideal > 0 else (1.0 if span <= 0 else math.inf),
+            "calls": len(calls), "ok": len(ok), "429": statuses.get(429, 0), "statuses": dict(statuses),
+            "minimum": workload.minimum, "first_offset": first_at - origin, "per_window": per_window,
+            "ideal_windows": (window_index(last_ideal, origin, window_s) - w_first + 1) if ideal_times else 0,
+            "last_offset": (calls[-1].at - origin - w_last * window_s) if calls else 0.0,
+            "ideal_last_offset": last_ideal - origin - window_index(last_ideal, origin, window_s) * window_s,
+            "gaps_after_ok": [g for status, g in gaps if status == 200],
+            "gaps_after_429": [g for status, g in gaps if status == 429],
+            "rows": rows,
+        }
+
+    def pace(self) -> None:
+        workload = PACE
+        print(f"[pace] {workload.segments} segments {workload.name} at Klaviyo's REAL report limits "
+              f"(burst 1/1 s, steady 2/60 s, {workload.minimum} calls; about 2-3 minutes) ...", flush=True)
+        p = self.paced_read(workload, 1.0, "pace", PACE_TIMEOUT_S)
+        self.numbers["pace"] = p
+        print(f"  first to last report call {p['span']:.1f} s, ideal {p['ideal']:.1f} s (ratio {p['ratio']:.3f}), "
+              f"{p['429']} 429s, {p['ok']} calls answered 200, wall {p['wall']:.1f} s", flush=True)
+        if p["returncode"] != 0:
+            self.fail(f"the read at Klaviyo's real pace exited {p['returncode']}: "
+                      f"{p['errors'][:1] or p['stderr_tail'][-500:]}")
+        if p["records"] != workload.rows:
+            self.fail(f"the read at Klaviyo's real pace wrote {p['records']} rows, expected {workload.rows}")
+        if p["ok"] != workload.minimum:
+            self.fail(f"the read at Klaviyo's real pace had {p['ok']} report calls answered 200, minimum {workload.minimum}")
+        if p["ratio"] > PACE_RATIO_LIMIT:
+            self.fail(f"at Klaviyo's real pace the first to last report call took {p['span']:.1f} s against an ideal of "
+                      f"{p['ideal']:.1f} s (ratio {p['ratio']:.2f} > {PACE_RATIO_LIMIT})")
+        if p["429"]:
+            self.fail(f"at Klaviyo's real pace {p['429']} report calls were answered 429")
+        # The extra: the same connector against the limits scaled x60 (cheap; not gated).
+        elapsed = time.perf_counter() - self.started
+        if elapsed + PACE_SCALED_SECONDS + PEER_SUBSET_MIN * PEER_SECONDS_PER_SEGMENT > BUDGET_S - 30:
+            self.notes.append(f"The run was late ({elapsed:.0f} s in), so the time-scaled pace run was skipped.")
+            return
+        scaled = PACE_SCALED
+        print(f"[pace, scaled x{TIME_SCALE:.0f}] {scaled.segments} segments {scaled.name} ...", flush=True)
+        s = self.paced_read(scaled, TIME_SCALE, "pace-scaled", PACE_TIMEOUT_S)
+        self.numbers["pace_scaled"] = s
+        print(f"  span {s['span']:.2f} s, ideal {s['ideal']:.2f} s (ratio {s['ratio']:.2f}), {s['429']} 429s, "
+              f"wall {s['wall']:.1f} s (scaled, not gated)", flush=True)
+        if s["returncode"] != 0 or s["records"] != scaled.rows:
+            self.notes.append(f"The time-scaled pace run exited {s['returncode']} with {s['records']} of {scaled.rows} rows.")
 
     def peer(self) -> None:
         from bench.peer import run_peer
         from integration_tests.emulator import Emulator, EmulatorConfig, RateLimits
 
-        workload = PACE
+        workload = PACE_SCALED
         limits = RateLimits.klaviyo(time_scale=TIME_SCALE)
         elapsed = time.perf_counter() - self.started
-        subset = PEER_SUBSET
-        if elapsed + PEER_SUBSET * PEER_SECONDS_PER_SEGMENT > BUDGET_S - 60:
-            subset = PEER_SUBSET_SHORT
+        # What is left of the budget (less 30 s to write the file) decides how many segments the peer gets.
+        fits = int((BUDGET_S - 30 - elapsed) // PEER_SECONDS_PER_SEGMENT)
+        subset = max(PEER_SUBSET_MIN, min(PEER_SUBSET, fits))
+        if subset < PEER_SUBSET:
             self.notes.append(f"The run was late ({elapsed:.0f} s in), so the SDK peer ran {subset} segments instead of "
                               f"{PEER_SUBSET}.")
         print(f"[peer] klaviyo-api SDK, {subset} of {workload.segments} segments, one call per segment per window ...",
@@ -530,44 +916,13 @@ class Bench:
                                 "expected_rows": expected_rows}
 
     def pace_and_peer_sections(self) -> None:
-        pace, peer = self.numbers.get("pace"), self.numbers.get("peer")
-        workload = PACE
-        limits_text = (f"`RateLimits.klaviyo(time_scale={TIME_SCALE:.0f})`: burst 1 per {1000 / TIME_SCALE:.1f} ms, "
-                       f"steady {STEADY_LIMIT} per {STEADY_WINDOW_S / TIME_SCALE:.0f} s, daily {DAILY_LIMIT} per "
-                       f"{86400 / TIME_SCALE / 60:.0f} min: 1 real second = 1 Klaviyo minute")
-        scale = TIME_SCALE / 60.0  # scaled seconds -> Klaviyo minutes
+        pace, scaled, peer = self.numbers.get("pace"), self.numbers.get("pace_scaled"), self.numbers.get("peer")
         if pace:
-            self.sections["pace"] = [
-                "## 5. Against Klaviyo's real pace",
-                "",
-                f"{workload.segments} segments `{workload.interval}` {workload.range_text()} ({workload.minimum} report calls), "
-                f"emulator with {limits_text}. Ideal = calls x steady window / steady limit = {workload.minimum} x "
-                f"{STEADY_WINDOW_S / TIME_SCALE:.0f} s / {STEADY_LIMIT} = {pace['ideal']:.1f} s.",
-                "",
-                table(["", "scaled s", "at Klaviyo's pace"], [
-                    ["ideal", f"{pace['ideal']:.1f}", f"{pace['ideal'] * scale:.1f} min"],
-                    ["sync wall time (process start to exit)", f"{pace['wall']:.1f}", f"{pace['wall'] * scale:.1f} min"],
-                    ["first to last report call", f"{pace['span']:.1f}", f"{pace['span'] * scale:.1f} min"],
-                    ["**wall / ideal**", f"**{pace['wall'] / pace['ideal']:.2f}**", ""],
-                ]),
-                "",
-                f"Report calls: {pace['calls']} ({pace['ok']} answered 200, **{pace['429']} answered 429**); "
-                f"minimum {pace['minimum']}.",
-                "",
-                f"Where the time above the ideal goes: of the {len(pace['waits']) + len(pace['busy'])} gaps between report "
-                f"calls, {len(pace['busy'])} are the connector turning an answer's 6,000 rows into records (median "
-                f"{statistics.median(pace['busy']) if pace['busy'] else 0:.2f} s) and {len(pace['waits'])} are waits after "
-                "an answer said `RateLimit-Remaining: 0` (median "
-                f"{statistics.median(pace['waits']) if pace['waits'] else 0:.2f} s).",
-                "The emulator sends `RateLimit-Reset` in whole seconds, at least 1, so at this time scale it always",
-                "names a whole window (1 s) counted from the answer, not the rest of the current window: every wait",
-                "overshoots the window's real end by the time already spent in it. On the real API (60 s windows)",
-                "the same rounding is under 1 s of 60 and the processing ~0.4 s of every 30 s, so a real sync runs",
-                "within a few % of the ideal, plus start-up (section 4) and the segment listing before the first call.",
-                "Zero 429s: the header pacing never overshoots Klaviyo's limits." if not pace["429"] else
-                f"{pace['429']} 429s: the header pacing overshot Klaviyo's limits (each costs a Retry-After wait).",
-            ]
-        if pace and peer:
+            self.sections["pace"] = pace_lines(pace, scaled)
+        if peer:
+            workload = PACE_SCALED
+            # Without the scaled run (skipped when late) the connector's row shows the minimum (section 1).
+            pace = scaled or {"ok": workload.minimum, "429": "not run (late)"}
             factor = workload.segments / peer["segments"]
             full_requests = workload.segments * workload.windows
             peer_report_full = peer["report_seconds"] * factor
@@ -588,15 +943,16 @@ class Bench:
                 f"`klaviyo-api` {version_of('klaviyo-api')}: `KlaviyoAPI(api_key, test_host=<emulator>)` (the SDK's way to",
                 "set the openapi_client `Configuration.host`), `Segments.get_segments` to list, then",
                 "`Reporting.query_segment_series` per segment per 60-day window with `equals(segment_id,...)`; 429s are left",
-                "to the SDK's own retry (Retry-After plus exponential backoff, default `max_retries` 3). Same emulator",
-                f"limits as section 5. **Measured on {peer['segments']} of the {workload.segments} segments and extrapolated",
+                "to the SDK's own retry (Retry-After plus exponential backoff, default `max_retries` 3). Limits scaled",
+                f"x{TIME_SCALE:.0f} as in section 5's scaled extra run, {workload.segments} segments `{workload.interval}` "
+                f"{workload.range_text()}. **Measured on {peer['segments']} of the {workload.segments} segments and extrapolated",
                 f"linearly x{factor:.0f}** (the full run would take ~{peer_report_full / 60:.0f} min here, and more than the",
                 "scaled daily quota allows).",
                 "",
                 table(["", "segments", "report calls (200)", "429s", "measured wall, scaled s",
                        "ideal at 2 calls/min", "Klaviyo's 225/day quota"], [
-                    ["this connector (section 5)", str(workload.segments), f"{pace['ok']}", str(pace["429"]),
-                     f"{pace['wall']:.1f}", at_pace(pace["ok"]), quota(pace["ok"])],
+                    ["this connector (section 5, scaled run)", str(workload.segments), f"{pace['ok']}", str(pace["429"]),
+                     f"{pace['wall']:.1f}" if scaled else "not run (late)", at_pace(pace["ok"]), quota(pace["ok"])],
                     ["SDK per segment, measured", str(peer["segments"]), f"{peer['ok']}", str(peer["429"]),
                      f"{peer['seconds']:.1f}", at_pace(peer["ok"]), quota(peer["ok"])],
                     ["**SDK per segment, extrapolated**", str(workload.segments), f"**{full_requests:,}**",
@@ -624,8 +980,9 @@ class Bench:
             "Reproduce: **`make bench`** (it runs `$(BIN)/python -m bench.run` from the repository root; this file was",
             f"written by `{Path(sys.executable)} -m bench.run` on {dt.datetime.now():%Y-%m-%d %H:%M}). The whole run took "
             f"**{runtime_s / 60:.1f} min** (budget: 10 min; see the last table). It exits non-zero when a workload",
-            "makes more report calls than the minimum, a read fails or writes a row wrongly, or the read's peak memory",
-            "grows with the number of windows. Re-running overwrites this file; timings move by several percent",
+            "makes more report calls than the minimum (beyond the one difference section 1 names and explains), a read",
+            "fails or writes a row wrongly, or the read's peak memory grows with the number of windows, or the read at",
+            "Klaviyo's real limits misses its pace (section 5). Re-running overwrites this file; timings move by several percent",
             "between runs, more on a busy machine (load average below).",
             "",
             "## Machine",
@@ -639,8 +996,21 @@ class Bench:
         if self.failures:
             lines += ["**FAIL**: " + f"{len(self.failures)} problem(s):", ""] + [f"- {f}" for f in self.failures]
         else:
-            lines += ["**PASS**: every workload made exactly the minimum number of report calls (ratio 1.00) and wrote",
-                      "each row once, and the read's peak memory is flat in the number of windows."]
+            excused = [r for r in self.numbers.get("calls", []) if r["excused"]]
+            if excused:
+                lines += ["**PASS**: every workload made the minimum number of report calls (ratio 1.00) except "
+                          + "; ".join(f"{r['workload'].segments} segments {r['workload'].name} with the zone known, "
+                                      f"{r['calls']} calls where {r['minimum']} suffice (ratio {r['ratio']:.2f})"
+                                      for r in excused)
+                          + ": the connector's one window step per sync over a DST fall-back, the only difference",
+                          "the gate excludes (section 1). Every read wrote each row once, and its peak memory is flat in",
+                          "the number of windows."]
+            else:
+                lines += ["**PASS**: every workload made exactly the minimum number of report calls (ratio 1.00) and wrote",
+                          "each row once, and the read's peak memory is flat in the number of windows."]
+            if "pace" in self.numbers:
+                lines += [f"At Klaviyo's real rate limits the read met no 429 and came within {PACE_RATIO_LIMIT:.2f}x of "
+                          "the ideal the fixed windows allow (section 5)."]
         lines += [f"- Note: {n}" for n in self.notes]
         lines += ["", *self.summary_lines(), ""]
         for name in ("calls", "throughput", "memory", "startup", "pace", "peer"):
@@ -656,12 +1026,22 @@ class Bench:
 
     def summary_lines(self) -> list[str]:
         out = ["Key numbers:", ""]
-        calls = [(k.split(":")[1], k.split(":")[2], v) for k, v in self.numbers.items() if k.startswith("calls:")]
+        calls = self.numbers.get("calls", [])
         if calls:
-            out.append("- report calls / minimum: " + ", ".join(f"{int(n):,} {i} {c}/{m}" for n, i, (c, m, _) in calls))
-            big = self.numbers.get("calls:5000:daily")
+            out.append("- report calls / minimum (zone known | unknown): " + ", ".join(
+                f"{r['workload'].segments:,} {r['workload'].interval} {r['workload'].range_text()} "
+                f"{r['calls']}/{r['minimum']}" + (f" (ratio {r['ratio']:.2f})" if r["calls"] != r["minimum"] else "")
+                + ("" if r["timezone"] else " no zone") for r in calls))
+            big = next((r for r in calls if r["workload"].segments == 5000 and r["timezone"]), None)
             if big:
-                out.append(f"- 5,000 segments daily over a year (1.83 M rows, {big[0]} calls): {big[2]:.0f} s, measured once")
+                out.append(f"- 5,000 segments daily over a year (1.83 M rows, {big['calls']} calls): {big['wall']:.0f} s, "
+                           "measured once, zone known (the same windows without it)")
+        backfill = self.numbers.get("backfill")
+        if backfill:
+            w = backfill["workload"]
+            out.append(f"- backfill, {w.segments:,} segments created over {w.interval} {w.range_text()}: "
+                       f"{backfill['calls']}/{backfill['minimum']} (ratio {backfill['ratio']:.2f}) against the sum of "
+                       f"ceil(existing/100) per window; {self.backfill_saving(backfill)}")
         if self.numbers.get("throughput", (0, 0))[1]:
             ours, ceiling = self.numbers["throughput"]
             out.append(f"- rows/s end to end: connector {ours:,.0f}, ceiling {ceiling:,.0f} (ratio {ours / ceiling:.2f})")
@@ -672,13 +1052,92 @@ class Bench:
             out.append("- start-up (median): " + ", ".join(f"`{k}` {v:.2f} s" for k, v in self.numbers["startup"].items()))
         if "pace" in self.numbers:
             p = self.numbers["pace"]
-            out.append(f"- at Klaviyo's pace (x{TIME_SCALE:.0f}): {p['wall']:.1f} s vs ideal {p['ideal']:.1f} s "
-                       f"(x{p['wall'] / p['ideal']:.2f}), {p['429']} 429s")
+            out.append(f"- at Klaviyo's real limits (not scaled), {p['minimum']} report calls: first to last call "
+                       f"{p['span']:.1f} s vs ideal {p['ideal']:.1f} s (ratio {p['ratio']:.2f}, gate {PACE_RATIO_LIMIT}), "
+                       f"{p['429']} 429s, whole read {p['wall']:.1f} s")
         if "peer" in self.numbers:
             p = self.numbers["peer"]
-            out.append(f"- SDK peer: {p['segments']} segments took {p['seconds']:.1f} s and {p['ok']} calls ({p['429']} 429s); "
-                       f"all {PACE.segments} would need {PACE.segments * PACE.windows:,} calls vs our {PACE.minimum}")
+            out.append(f"- SDK peer (x{TIME_SCALE:.0f} scaled limits): {p['segments']} segments took {p['seconds']:.1f} s "
+                       f"and {p['ok']} calls ({p['429']} 429s); all {PACE_SCALED.segments} would need "
+                       f"{PACE_SCALED.segments * PACE_SCALED.windows:,} calls vs our {PACE_SCALED.minimum}")
         return out
+
+
+def pace_lines(pace: dict[str, Any], scaled: dict[str, Any] | None) -> list[str]:
+    """Section 5: the read at Klaviyo's real limits, then (if it ran) the time-scaled extra."""
+    workload: Workload = pace["workload"]
+    excess = pace["span"] - pace["ideal"]
+    used = len(pace["per_window"])
+    lost_windows = used - pace["ideal_windows"]
+    within = pace["last_offset"] - pace["ideal_last_offset"]
+    after_ok = pace["gaps_after_ok"]
+    if pace["calls"] == 0:
+        where = "No report call reached the emulator, so there is no span to compare."
+    elif excess <= 0.05 * pace["ideal"] and not pace["429"]:
+        where = (f"The {excess:.1f} s above the ideal is time inside the windows: the last call came "
+                 f"{pace['last_offset']:.2f} s into its window where the ideal allows {pace['ideal_last_offset']:.2f} s "
+                 "(the client's gap after the burst second, the HTTP round trip, the emulator building a 100-segment "
+                 "answer).")
+    else:
+        where = (f"The {excess:.1f} s above the ideal: the {pace['ok']} successful calls spread over {used} fixed "
+                 f"{STEADY_WINDOW_S:.0f} s windows where {pace['ideal_windows']} suffice (successful calls per window, "
+                 f"first to last: {', '.join(map(str, pace['per_window']))}), so {lost_windows} whole window(s) = "
+                 f"{lost_windows * STEADY_WINDOW_S:.0f} s went unused; the last call came {pace['last_offset']:.2f} s into "
+                 f"its window where the ideal allows {pace['ideal_last_offset']:.2f} s ({within:+.2f} s). "
+                 + (f"{pace['429']} calls were answered 429: each spends a call slot and a Retry-After wait "
+                    f"(gaps after a 429: {', '.join(f'{g:.1f}' for g in pace['gaps_after_429'])} s). " if pace["429"] else "")
+                 + (f"Gaps after a 200: {', '.join(f'{g:.1f}' for g in after_ok)} s." if after_ok else ""))
+    lines = [
+        "## 5. Against Klaviyo's real pace",
+        "",
+        "**Measured at Klaviyo's real report limits, not time-scaled**: the emulator with `RateLimits.klaviyo(time_scale=1.0)`",
+        f"(burst 1 call per 1 s, steady {STEADY_LIMIT} per fixed {STEADY_WINDOW_S:.0f} s window, daily {DAILY_LIMIT}; windows",
+        "fixed and aligned to the limiter's creation). One `read` of "
+        f"{workload.segments} segments `{workload.interval}` {workload.range_text()}: {workload.minimum} report calls "
+        f"(the minimum, {math.ceil(workload.segments / SEGMENTS_PER_CALL)} batches x {workload.windows} windows).",
+        "",
+        "The ideal is what the fixed windows allow, counted from the window of the first report call: with windows",
+        "aligned at the limiter's origin, the k-th successful call (0-based) goes no earlier than the start of window",
+        f"`w_first + k // {STEADY_LIMIT}` and no earlier than 1 s after the previous call (burst; should that carry a call",
+        "into the next window, the later calls move on a window: `bench.common.ideal_call_times`); ideal = that time",
+        f"for call {workload.minimum - 1} minus the first call's time. Call times are `CallRecord.at` on the emulator's",
+        f"monotonic clock. Gate: span / ideal <= {PACE_RATIO_LIMIT} and no 429.",
+        "",
+        table(["", "s"], [
+            ["ideal (fixed windows, from the first call's window)", f"{pace['ideal']:.1f}"],
+            ["**first to last report call**", f"**{pace['span']:.1f}**"],
+            ["**span / ideal**", f"**{pace['ratio']:.3f}**" + ("" if pace["ratio"] <= PACE_RATIO_LIMIT else " ✗")],
+            ["report calls answered 429", f"**{pace['429']}**" + ("" if not pace["429"] else " ✗")],
+            ["whole read (process start to exit)", f"{pace['wall']:.1f}"],
+        ]),
+        "",
+        f"Report calls: {pace['calls']} ({', '.join(f'{n} answered {k}' for k, n in sorted(pace['statuses'].items()))}); "
+        f"the first came {pace['first_offset']:.2f} s after the limiter's origin (start-up and the segment listing).",
+        "",
+        table(["call", "status", "at, s from origin", "window", "s into window", "ideal at, s from origin"], pace["rows"]),
+        "",
+        where,
+        f"The whole read adds {pace['wall'] - pace['span']:.1f} s to the span: start-up (section 4), the segment listing "
+        "and writing the last answer's records.",
+    ]
+    if scaled:
+        limits = scaled["limits"]
+        sw: Workload = scaled["workload"]
+        lines += [
+            "",
+            f"### Extra, time-scaled x{scaled['time_scale']:.0f} (not gated)",
+            "",
+            f"The same connector with every window divided by {scaled['time_scale']:.0f} "
+            f"(`RateLimits.klaviyo(time_scale={scaled['time_scale']:.0f})`: burst 1 per {limits.burst_window * 1000:.1f} ms, "
+            f"steady {limits.steady} per {limits.steady_window:.0f} s), {sw.segments} segments `{sw.interval}` "
+            f"{sw.range_text()} ({sw.minimum} report calls): first to last call {scaled['span']:.2f} s against an ideal of "
+            f"{scaled['ideal']:.2f} s (ratio {scaled['ratio']:.2f}), {scaled['429']} 429s, whole read {scaled['wall']:.1f} s.",
+            f"Scaling hides the burst limit: at x{scaled['time_scale']:.0f} the 1 s burst window becomes "
+            f"{limits.burst_window * 1000:.0f} ms, which any client gap of a tenth of a second clears, while the",
+            "emulator's whole-second `Retry-After` / `RateLimit-Reset` stretch to whole steady windows; only the",
+            "real-scale run above is a measure of pace.",
+        ]
+    return lines
 
 
 def suggestions(micro: dict[str, float]) -> list[str]:
