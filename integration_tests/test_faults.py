@@ -20,7 +20,6 @@ import logging
 import random
 import subprocess
 import threading
-import time
 from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -191,10 +190,11 @@ def test_killed_syncs_resume_from_their_last_state_and_lose_nothing(tmp_path: Pa
                 zone_start = restarts[index - 1]
                 before_zone = sorted(k for k in keys if wall(k[1]) < zone_start)
                 assert not before_zone, f"run {index} re-read {len(before_zone)} buckets before {zone_start}: {before_zone[:3]}"
-                # ...and what it repeats lies inside the zone: from its start to the saved cursor.
+                # ...and past the saved cursor it repeats at most the window that was in flight when
+                # the run was killed (a state goes out after every window, at most 60 days).
                 saved_cursor = zone_start + dt.timedelta(days=KILL_LOOKBACK_DAYS)
-                repeated = sorted(k for k in keys & seen if not zone_start <= wall(k[1]) <= saved_cursor)
-                assert not repeated, f"run {index} repeated buckets outside its re-read zone: {repeated[:3]}"
+                beyond = sorted({wall(k[1]) for k in keys & seen if wall(k[1]) > saved_cursor})
+                assert not beyond or beyond[-1] - saved_cursor <= dt.timedelta(days=60), (index, beyond[-1])
             seen |= keys
 
         # Completeness: the union of what was delivered is the truth, bucket for bucket.
@@ -308,12 +308,11 @@ def test_the_daily_quota_ends_the_sync_with_its_finished_windows_and_the_next_sy
     limits = RateLimits(burst=1000, steady=1000, daily=3)
     with Emulator(EmulatorConfig(segments=150, now=NOW, limits=limits)) as emu:
         config = config_for(emu, start_date=f"{start:%Y-%m-%d}", end_date=f"{end:%Y-%m-%d}")
-        began = time.monotonic()
-        first = run_connector(tmp_path, "read", config, SERIES, timeout=60)
-        elapsed = time.monotonic() - began
+        # The quota's 429 asks for a wait of about a day: a connector that slept through it would
+        # be killed by the timeout (which fails the test). No verdict rests on how fast the machine is.
+        first = run_connector(tmp_path, "read", config, SERIES, timeout=600)
         calls = [c.status for c in emu.report_calls(status=None)]
         truth = emu.truth_series("daily", start, end)
-    assert elapsed < 30, f"the read took {elapsed:.0f} s after the daily quota ran out"
     assert first.returncode != 0
     # After the quota's 429 the sync makes no further report call: each would only be refused.
     assert calls == [200, 200, 200, 429], calls
