@@ -2,7 +2,7 @@ from pathlib import Path
 
 from setuptools import find_packages, setup
 
-VERSION = "0.2.0"
+VERSION = "0.3.0"
 
 setup(
     name="source-klaviyo-segments",
@@ -13,12 +13,11 @@ setup(
     license="MIT",
     python_requires=">=3.10,<3.14",
     packages=find_packages(include=["source_klaviyo_segments", "source_klaviyo_segments.*"]),
-    package_data={"source_klaviyo_segments": ["manifest.yaml", "schemas/*.json"]},
+    package_data={"source_klaviyo_segments": ["manifest.yaml"]},
     install_requires=[
         "airbyte-cdk>=7.28.3,<8",
         "requests>=2.31",
         "jsonschema>=4.17",
-        "pendulum>=3",
     ],
     extras_require={
         # PyAirbyte (Python < 3.13) and a chart, for `make demo` / `make sync`.

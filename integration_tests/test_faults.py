@@ -37,7 +37,8 @@ from integration_tests.conftest import NOW, catalog_entry, config_for, connector
 from integration_tests.emulator import Emulator, EmulatorConfig, Faults, RateLimits
 from integration_tests.test_end_to_end import series_by_key
 from source_klaviyo_segments import SourceKlaviyoSegments
-from source_klaviyo_segments.config import config_problem, prepare_config
+from source_klaviyo_segments.components import config_problem, prepare_config
+from unit_tests.klaviyo_mock import SPEC
 from unit_tests.published import INTERVALS, STATISTICS, TIMEFRAME_KEYS
 
 FIRST_DATA_DAY = dt.datetime(2023, 6, 1)  # Klaviyo: "Data is unavailable before June 1st, 2023"
@@ -210,10 +211,10 @@ def test_killed_syncs_resume_from_their_last_state_and_lose_nothing(tmp_path: Pa
 
 def test_503s_and_dropped_connections_are_retried_without_losing_or_repeating_a_row(tmp_path: Path) -> None:
     start, end = dt.datetime(2024, 6, 1), dt.datetime(2024, 12, 18)  # 200 days: 4 windows x 2 batches
-    # Seed 10: a GET /api/segments page is dropped, and one report call gets a 503 and then a drop.
-    faults = Faults(fail_rate=0.15, drop_rate=0.05, seed=10)
+    # Seed 11: GET requests are dropped (the plan's segment listing and the read's), and report calls get a 503 and a drop.
+    faults = Faults(fail_rate=0.15, drop_rate=0.05, seed=11)
     with Emulator(EmulatorConfig(segments=150, now=NOW, limits=RateLimits.klaviyo(time_scale=60), faults=faults)) as emu:
-        config = config_for(emu, start_date=f"{start:%Y-%m-%d}", end_date=f"{end:%Y-%m-%d}", _fast_retries=True)
+        config = config_for(emu, start_date=f"{start:%Y-%m-%d}", end_date=f"{end:%Y-%m-%d}")
         run = run_connector(tmp_path, "read", config, SERIES, timeout=120)
         assert run.returncode == 0, run.errors() or run.stderr[-2000:]
         assert not run.errors()
@@ -453,7 +454,7 @@ FUZZ = settings(max_examples=50, deadline=None, database=None, suppress_health_c
 
 def _assert_refused_in_one_sentence(config: dict[str, Any], broken: str, spec_level: bool) -> None:
     # Refused before any request is made (or `check` would reach for base_url).
-    assert config_problem(prepare_config(config)) is not None, f"not refused: {config}"
+    assert config_problem(prepare_config(config, SPEC), SPEC) is not None, f"not refused: {config}"
     status = SourceKlaviyoSegments(config=config).check(LOGGER, config)
     assert status.status == Status.FAILED
     message = status.message or ""
@@ -481,7 +482,7 @@ def test_every_invalid_config_is_refused_in_one_sentence(case: tuple[dict[str, A
 @given(config=valid_configs())
 def test_no_valid_config_is_refused(config: dict[str, Any]) -> None:
     check_config_against_spec_or_exit(config, connector_spec())
-    assert config_problem(config) is None
-    prepared = prepare_config(config)
-    assert config_problem(prepared) is None
+    assert config_problem(config, SPEC) is None
+    prepared = prepare_config(config, SPEC)
+    assert config_problem(prepared, SPEC) is None
     assert "_derived" in prepared  # the settings the manifest reads were computed

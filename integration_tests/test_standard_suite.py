@@ -45,7 +45,7 @@ def test_an_abnormal_future_state_reads_nothing_and_keeps_the_state(klaviyo: Emu
     state = StateBuilder().with_stream_state("segment_series", saved).build()
     catalog = CatalogBuilder().with_stream("segment_series", SyncMode.incremental).build()
     klaviyo.reset_calls()
-    output = read(SourceKlaviyoSegments(config=config, state=state), config, catalog, state)
+    output = read(SourceKlaviyoSegments(catalog=catalog, config=config, state=state), config, catalog, state)
     assert not output.errors
     assert output.records == []
     assert klaviyo.report_calls(status=None) == []

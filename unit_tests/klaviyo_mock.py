@@ -4,13 +4,23 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from pathlib import Path
 from typing import Any, Iterable
 
+import yaml
 from airbyte_cdk.models import ConfiguredAirbyteCatalog, SyncMode
 from airbyte_cdk.test.catalog_builder import CatalogBuilder
+from airbyte_cdk.test.entrypoint_wrapper import EntrypointOutput, read
 from airbyte_cdk.test.mock_http import HttpRequest, HttpResponse
 
-from source_klaviyo_segments.constants import STATISTICS
+import source_klaviyo_segments
+from source_klaviyo_segments import SourceKlaviyoSegments
+from source_klaviyo_segments.components import STATISTICS
+
+# The connection specification, as the manifest states it: what config_problem and prepare_config judge by.
+SPEC = yaml.safe_load(
+    (Path(source_klaviyo_segments.__file__).with_name("manifest.yaml")).read_text(encoding="utf-8")
+)["spec"]["connection_specification"]
 
 BASE_URL = "http://127.0.0.1:8765"
 API_KEY = "pk_unit_test_secret_4f9a"
@@ -142,3 +152,11 @@ def series_response(
         }
     }
     return HttpResponse(json.dumps(body), status)
+
+
+def read_source(
+    config: dict[str, Any], catalog: ConfiguredAirbyteCatalog, state: Any = None, **kwargs: Any
+) -> EntrypointOutput:
+    """A read as the connector's entrypoint runs it: the source is built with the catalog (its sync
+    modes plan the report-call allowance) and the config (the account's timezone is asked for then)."""
+    return read(SourceKlaviyoSegments(catalog=catalog, config=config, state=state), config, catalog, state, **kwargs)

@@ -15,7 +15,7 @@ from airbyte_cdk.test.entrypoint_wrapper import EntrypointOutput, read
 from airbyte_cdk.test.state_builder import StateBuilder
 
 from source_klaviyo_segments import SourceKlaviyoSegments
-from source_klaviyo_segments.config import config_problem, prepare_config
+from source_klaviyo_segments.components import config_problem, prepare_config
 from source_klaviyo_segments.run import run
 from unit_tests import klaviyo_mock as km
 from unit_tests.fake_klaviyo import FakeKlaviyo
@@ -285,14 +285,14 @@ def test_whole_numbers_written_as_floats_are_accepted_as_the_spec_accepts_them()
 
 def test_an_end_date_in_the_future_spends_no_report_call_on_the_future() -> None:
     now = lambda: dt.datetime(2024, 3, 10, 12)  # noqa: E731
-    derived = prepare_config(km.config(start_date="2024-01-01", end_date="2030-01-01", values_timeframe="custom"), now)[
+    derived = prepare_config(km.config(start_date="2024-01-01", end_date="2030-01-01", values_timeframe="custom"), km.SPEC, now)[
         "_derived"
     ]
     assert derived["series_end"] == "2024-03-10T11:59:59"
     assert [t["request_timeframe"] for t in derived["values_timeframes"]] == [
         {"start": "2024-01-01T00:00:00+00:00", "end": "2024-03-10T11:59:59+00:00"}
     ]
-    problem = config_problem(km.config(start_date="2024-04-01", end_date=None), now)
+    problem = config_problem(km.config(start_date="2024-04-01", end_date=None), km.SPEC, now)
     assert problem == "`start_date` (2024-04-01T00:00:00) is in the future: Klaviyo has no segment data for it yet."
 
 
@@ -305,7 +305,7 @@ def test_report_calls_wait_out_the_window_only_when_ratelimit_headers_say_it_is_
     with requests_mock.Mocker() as mocker:
         fake.install(mocker)
         mocker.post(SERIES_URL, json=fake._series, headers={"RateLimit-Remaining": remaining, "RateLimit-Reset": "30"})
-        output = read(SourceKlaviyoSegments(config=config), config, km.catalog("segment_series", SyncMode.incremental))
+        output = km.read_source(config, km.catalog("segment_series", SyncMode.incremental))
     assert not output.errors
     assert len(fake.bodies) == 2
     # Pacing happens before a call, never as a fixed sleep: one wait, before the second window.
@@ -330,7 +330,7 @@ def test_max_report_requests_ends_the_sync_cleanly_and_the_next_one_finishes() -
         with requests_mock.Mocker() as mocker:
             fake.install(mocker)
             catalog = km.catalog("segment_series", SyncMode.incremental)
-            output = read(SourceKlaviyoSegments(config=config, state=state), config, catalog, state)
+            output = read(SourceKlaviyoSegments(catalog=catalog, config=config, state=state), config, catalog, state)
         return output, fake
 
     first, fake = sync(None)
@@ -366,7 +366,7 @@ def read_values_and_series(series_mode: SyncMode, max_report_requests: int) -> t
     )
     with requests_mock.Mocker() as mocker:
         fake.install(mocker)
-        output = read(SourceKlaviyoSegments(config=config), config, catalog, expecting_exception=True)
+        output = read(SourceKlaviyoSegments(catalog=catalog, config=config), config, catalog, expecting_exception=True)
     return output, fake
 
 
@@ -418,7 +418,7 @@ def test_the_command_line_refuses_a_config_the_spec_refuses_in_the_connectors_wo
     statuses = [json.loads(line) for line in capsys.readouterr().out.splitlines() if "CONNECTION_STATUS" in line]
     message = statuses[-1]["connectionStatus"]["message"]
     assert statuses[-1]["connectionStatus"]["status"] == "FAILED"
-    assert message == config_problem(km.config(**overrides))
+    assert message == config_problem(km.config(**overrides), km.SPEC)
     assert f"`{field}`" in message and "Config validation error" not in message
 
 

@@ -4,6 +4,7 @@ Docker, yields a package that answers ``spec``."""
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import pkgutil
@@ -16,6 +17,7 @@ import uuid
 import xml.etree.ElementTree as ET
 from pathlib import Path, PurePosixPath
 from typing import Any
+from urllib.parse import urlsplit
 
 import jsonschema
 import pytest
@@ -146,7 +148,6 @@ def test_metadata_has_every_registry_field() -> None:
         assert data.get(key) == value, key
     assert isinstance(data["githubIssueLabel"], str) and data["githubIssueLabel"]
     assert isinstance(data["dockerImageTag"], str) and SEMVER.match(data["dockerImageTag"])
-    assert data["allowedHosts"] == {"hosts": ["a.klaviyo.com"]}
     assert data["tags"] == ["language:python", "cdk:low-code"]
     assert data["registryOverrides"]["cloud"]["enabled"] is True
     assert data["registryOverrides"]["oss"]["enabled"] is True
@@ -164,6 +165,129 @@ def test_definition_id_is_a_uuid() -> None:
     assert isinstance(definition_id, str)
     assert str(uuid.UUID(definition_id)) == definition_id  # canonical lower-case form
     assert uuid.UUID(definition_id).version == 4
+
+
+def _resolved_manifest() -> dict[str, Any]:
+    """The manifest with its ``$ref``s resolved, as the CDK sees it."""
+    manifest = _manifest()
+    manifest.setdefault("type", "DeclarativeSource")
+    resolved = ManifestReferenceResolver().preprocess_manifest(manifest)
+    propagated = ManifestComponentTransformer().propagate_types_and_parameters("", resolved, {})
+    assert isinstance(propagated, dict)
+    return propagated
+
+
+def _allowed_hosts(hosts: list[str], config: dict[str, Any]) -> list[str]:
+    """What the platform makes of ``allowedHosts.hosts`` for a config, as airbyte-platform's
+    ``ConfigReplacer.getAllowedHosts`` does (airbyte-commons-converters): each ``${key}`` takes the
+    config value, reduced to its host when it is a URL; an entry left with a ``${`` is dropped."""
+
+    def host(value: str) -> str:
+        return urlsplit(value if "://" in value else f"x://{value}").hostname or value
+
+    values = {key: host(str(value)) for key, value in config.items() if isinstance(value, (str, int, float))}
+    resolved = [re.sub(r"\$\{([\w.]+)\}", lambda m: values.get(m.group(1), m.group(0)), entry) for entry in hosts]
+    return [entry for entry in resolved if "${" not in entry]
+
+
+def test_allowed_hosts_follow_base_url() -> None:
+    hosts = _metadata()["data"]["allowedHosts"]["hosts"]
+    properties = _manifest()["spec"]["connection_specification"]["properties"]
+    for key in re.findall(r"\$\{([\w.]+)\}", " ".join(hosts)):
+        assert key in properties, f"allowedHosts names ${{{key}}}, which is not a config field"
+
+    default = properties["base_url"]["default"]
+    configs = [
+        {"api_key": "pk_x"},  # base_url left out: the connector calls the default
+        {"api_key": "pk_x", "base_url": default},
+        {"api_key": "pk_x", "base_url": "http://127.0.0.1:8765"},  # the emulator, as in the README
+        {"api_key": "pk_x", "base_url": "https://klaviyo-proxy.example.com/prefix"},
+    ]
+    for config in configs:
+        called = urlsplit(config.get("base_url", default)).hostname
+        assert called in _allowed_hosts(hosts, config), f"{called} would be blocked for {config}"
+
+
+# The wait the connector allows a Retry-After (RetryAfterBackoff: longer ends the sync), and the most
+# Klaviyo's RateLimit-Reset can hold back a report call (its steady limit is per minute).
+RETRY_AFTER_CAP_SECONDS = 600
+PACING_SECONDS = 60
+
+
+def test_max_seconds_between_messages_covers_the_longest_silence() -> None:
+    """The platform fails a sync whose source sends no RECORD or STATE for ``maxSecondsBetweenMessages``.
+    The longest silence is one request retried to the end: the CDK starts retries until ``max_time``
+    has passed (measured at each attempt's start), so the last attempt that may fail starts just
+    before it, is paced, waits out the longest backoff (plus the second the CDK adds), and is
+    followed by one more paced attempt."""
+    from airbyte_cdk.sources.declarative.interpolation.interpolated_string import InterpolatedString
+    from airbyte_cdk.sources.declarative.requesters.error_handlers import DefaultErrorHandler
+
+    handlers: list[dict[str, Any]] = []
+
+    def collect(node: Any) -> None:
+        if isinstance(node, dict):
+            if node.get("type") == "DefaultErrorHandler":
+                handlers.append(node)
+            for value in node.values():
+                collect(value)
+        elif isinstance(node, list):
+            for value in node:
+                collect(value)
+
+    collect(_resolved_manifest())
+    assert handlers, "the manifest has no DefaultErrorHandler"
+    cdk_default_max_time = DefaultErrorHandler.__dataclass_fields__["max_time"].default
+    assert cdk_default_max_time == 600  # if the CDK changes it, redo the sum in metadata.yaml
+
+    silence = 0.0
+    for handler in handlers:
+        max_time = float(handler.get("max_time", cdk_default_max_time))
+        max_retries = int(handler.get("max_retries", 5))
+        longest_sleep = float(RETRY_AFTER_CAP_SECONDS)
+        for strategy in handler.get("backoff_strategies", []):
+            assert float(strategy.get("max_waiting_time_in_seconds", 0)) <= RETRY_AFTER_CAP_SECONDS
+            if strategy.get("type") == "ExponentialBackoffStrategy":
+                # As a sync evaluates it (no check-only overrides in the config).
+                factor = float(InterpolatedString.create(str(strategy.get("factor", 5)), parameters={}).eval({}))
+                longest_sleep = max(longest_sleep, factor * 2**max_retries)
+        silence = max(silence, max_time + PACING_SECONDS + (longest_sleep + 1) + PACING_SECONDS)
+
+    allowed = _metadata()["data"]["maxSecondsBetweenMessages"]
+    assert isinstance(allowed, int)
+    # At least a minute for Klaviyo to answer each of the last two attempts.
+    assert allowed >= silence + 2 * 60, f"maxSecondsBetweenMessages {allowed} < {silence:.0f} s of waiting + 120 s for 2 answers"
+    assert allowed <= 3 * 3600, "no looser than the platform's own default (3 hours)"
+
+
+def test_suggested_streams_are_streams_of_the_manifest() -> None:
+    suggested = _metadata()["data"]["suggestedStreams"]
+    assert set(suggested) == {"streams"}
+    streams = [s["name"] for s in _resolved_manifest()["streams"]]
+    assert suggested["streams"] and set(suggested["streams"]) <= set(streams)
+    assert len(set(suggested["streams"])) == len(suggested["streams"])
+    parsed = MetadataFile.from_file(ROOT / "metadata.yaml")
+    assert parsed.data.suggestedStreams is not None and parsed.data.suggestedStreams.streams == suggested["streams"]
+
+
+def test_every_declared_dependency_is_imported() -> None:
+    """``install_requires`` holds what the package imports, and nothing it does not (pendulum was
+    declared and never imported)."""
+    tree = ast.parse((ROOT / "setup.py").read_text(encoding="utf-8"))
+    call = next(n for n in ast.walk(tree) if isinstance(n, ast.Call) and getattr(n.func, "id", "") == "setup")
+    requires = ast.literal_eval(next(k.value for k in call.keywords if k.arg == "install_requires"))
+    names = {re.split(r"[<>=!~\[; ]", r, maxsplit=1)[0].lower().replace("-", "_") for r in requires}
+
+    imported: set[str] = set()
+    for path in [ROOT / "main.py", *sorted((ROOT / PACKAGE).glob("*.py"))]:
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                imported |= {alias.name.split(".")[0] for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                imported.add(node.module.split(".")[0])
+    assert names <= imported, f"declared but never imported: {sorted(names - imported)}"
+    third_party = imported - set(sys.stdlib_module_names) - {PACKAGE, "__future__"}
+    assert third_party <= names, f"imported but not declared: {sorted(third_party - names)}"
 
 
 def test_version_is_the_same_everywhere() -> None:
@@ -231,10 +355,7 @@ def _manifest() -> dict[str, Any]:
 
 def test_manifest_validates_against_the_cdk_component_schema() -> None:
     # What ConcurrentDeclarativeSource._pre_process_manifest and _validate_source do.
-    manifest = _manifest()
-    manifest.setdefault("type", "DeclarativeSource")
-    resolved = ManifestReferenceResolver().preprocess_manifest(manifest)
-    propagated = ManifestComponentTransformer().propagate_types_and_parameters("", resolved, {})
+    propagated = _resolved_manifest()
     raw_schema = pkgutil.get_data("airbyte_cdk", "sources/declarative/declarative_component_schema.yaml")
     assert raw_schema is not None
     jsonschema.validate(propagated, yaml.safe_load(raw_schema))
@@ -247,6 +368,8 @@ def test_docs_describe_every_config_field_with_its_default() -> None:
     docs = (ROOT / "docs" / "klaviyo-segments.md").read_text(encoding="utf-8")
     rows = {m.group(1): m.group(0) for m in re.finditer(r"^\|[^|\n]*\| `(\w+)` \|.*$", docs, re.MULTILINE)}
     properties = _manifest()["spec"]["connection_specification"]["properties"]
+    # Fields the UI hides (airbyte_hidden) are set by the connector itself, never by a user.
+    properties = {name: prop for name, prop in properties.items() if not prop.get("airbyte_hidden")}
     assert set(properties) <= set(rows), f"undocumented config fields: {sorted(set(properties) - set(rows))}"
     for name, prop in properties.items():
         default = prop.get("default")
@@ -302,11 +425,11 @@ def test_dockerfile_install_replayed_answers_spec(tmp_path: Path) -> None:
         cwd=tmp_path, env=env, check=True, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
 
-    # package_data made it into the installed copy.
+    # package_data made it into the installed copy: the manifest, and any data file beside it.
     installed = site / PACKAGE
     assert (installed / "manifest.yaml").read_bytes() == (ROOT / PACKAGE / "manifest.yaml").read_bytes()
-    schemas = {p.name for p in (ROOT / PACKAGE / "schemas").glob("*.json")}
-    assert schemas and {p.name for p in (installed / "schemas").glob("*.json")} == schemas
+    data_files = {p.relative_to(ROOT / PACKAGE) for p in (ROOT / PACKAGE).rglob("*") if p.suffix in {".json", ".yaml"}}
+    assert {p.relative_to(installed) for p in installed.rglob("*") if p.suffix in {".json", ".yaml"}} == data_files
 
     # The installed copy, not the repo checkout (installed editable in this venv), is what gets imported.
     env["PYTHONPATH"] = str(site)

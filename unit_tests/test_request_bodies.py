@@ -10,11 +10,9 @@ from zoneinfo import ZoneInfo
 
 import pytest
 import requests_mock
-from airbyte_cdk.test.entrypoint_wrapper import read
 from openapi_client.models.segment_series_request_dto import SegmentSeriesRequestDTO
 from openapi_client.models.segment_values_request_dto import SegmentValuesRequestDTO
 
-from source_klaviyo_segments import SourceKlaviyoSegments
 from unit_tests import klaviyo_mock as km
 from unit_tests.fake_klaviyo import FILTER, FakeKlaviyo
 from unit_tests.published import FORMATS_CHECKED, TIMEFRAME_KEYS, request_body_errors
@@ -30,7 +28,7 @@ def sync(
     fake = FakeKlaviyo(segment_ids or SEGMENTS, timezone=timezone)
     with requests_mock.Mocker() as mocker:
         fake.install(mocker)
-        output = read(SourceKlaviyoSegments(config=config), config, km.catalog(stream))
+        output = km.read_source(config, km.catalog(stream))
     assert not output.errors, output.errors
     return fake, [r.record.data for r in output.records]
 
@@ -117,7 +115,7 @@ def test_segments_stream_lists_every_page_and_never_the_definition() -> None:
     fake = FakeKlaviyo(SEGMENTS[:25])
     with requests_mock.Mocker() as mocker:
         fake.install(mocker)
-        output = read(SourceKlaviyoSegments(config=config), config, km.catalog("segments"))
+        output = km.read_source(config, km.catalog("segments"))
         first = next(r for r in mocker.request_history if r.path == "/api/segments")
     assert first.qs["fields[segment]"] == ["name,created,updated,is_active,is_processing,is_starred"]
     rows = [r.record.data for r in output.records]

@@ -12,12 +12,11 @@ from zoneinfo import ZoneInfo
 import pytest
 import requests_mock
 from airbyte_cdk.models import SyncMode
-from airbyte_cdk.test.entrypoint_wrapper import read
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from source_klaviyo_segments import SourceKlaviyoSegments
-from source_klaviyo_segments.windows import plan_segment_batches
+from source_klaviyo_segments.components import plan_segment_batches
 from unit_tests import klaviyo_mock as km
 from unit_tests.fake_klaviyo import FILTER, FakeKlaviyo
 
@@ -73,7 +72,7 @@ def test_a_two_year_backfill_asks_each_window_only_about_the_segments_that_exist
     fake = FakeKlaviyo(ids, created=created)
     with requests_mock.Mocker() as mocker:
         fake.install(mocker)
-        output = read(SourceKlaviyoSegments(config=config), config, km.catalog("segment_series", SyncMode.incremental))
+        output = km.read_source(config, km.catalog("segment_series", SyncMode.incremental))
     assert not output.errors, output.errors
 
     # Without accounts:read, windows are 59 days from 2023-06-01; each asks about the segments
@@ -113,7 +112,7 @@ def test_a_timeframe_key_asks_about_every_segment() -> None:
     fake = FakeKlaviyo(ids, created=created)
     with requests_mock.Mocker() as mocker:
         fake.install(mocker)
-        output = read(SourceKlaviyoSegments(config=config), config, km.catalog("segment_values"))
+        output = km.read_source(config, km.catalog("segment_values"))
     assert not output.errors
     asked: list[Any] = [FILTER.match(b["data"]["attributes"]["filter"]).group(1).split('","') for b in fake.bodies]
     assert sorted(i for batch in asked for i in batch) == ids and len(asked) == 2
@@ -131,7 +130,7 @@ def read_values(limit: int | None, monkeypatch: Any = None) -> tuple[Any, FakeKl
                        max_report_requests=limit)  # fmt: skip
     with requests_mock.Mocker() as mocker:
         fake.install(mocker)
-        output = read(SourceKlaviyoSegments(config=config), config, km.catalog("segment_values"), expecting_exception=True)
+        output = km.read_source(config, km.catalog("segment_values"), expecting_exception=True)
     return output, fake
 
 
@@ -156,7 +155,7 @@ def test_an_accounts_endpoint_that_fails_does_not_stop_the_sync(monkeypatch: pyt
     with requests_mock.Mocker() as mocker:
         fake.install(mocker)
         mocker.get(f"{km.BASE_URL}/api/accounts", status_code=status, json={"errors": []}, headers={"Retry-After": "1"})
-        output = read(SourceKlaviyoSegments(config=config), config, km.catalog("segment_series", SyncMode.incremental))
+        output = km.read_source(config, km.catalog("segment_series", SyncMode.incremental))
         status_check = SourceKlaviyoSegments(config=config).check(logger=__import__("logging").getLogger(), config=config)
     assert not output.errors, output.errors
     assert {r.record.data["segment_id"] for r in output.records} == {"S0001", "S0002"}
@@ -171,7 +170,7 @@ def test_a_start_date_in_the_companys_future_is_refused_even_when_it_is_past_in_
     config = km.config(segment_ids=None, start_date=(utc_now - dt.timedelta(hours=6)).isoformat(), end_date=None)
     with requests_mock.Mocker() as mocker:
         fake.install(mocker)
-        output = read(SourceKlaviyoSegments(config=config), config, km.catalog("segment_series"), expecting_exception=True)
+        output = km.read_source(config, km.catalog("segment_series"), expecting_exception=True)
     messages = [e.trace.error.message for e in output.errors]
     assert any("is in the future" in m for m in messages), messages
     assert fake.bodies == []

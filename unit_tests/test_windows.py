@@ -11,13 +11,13 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
+import requests_mock
 from airbyte_cdk.test.state_builder import StateBuilder
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from source_klaviyo_segments import SourceKlaviyoSegments
-from source_klaviyo_segments.config import prepare_config
-from source_klaviyo_segments.windows import plan_values_timeframes
+from source_klaviyo_segments.components import plan_values_timeframes
 from unit_tests import klaviyo_mock as km
 
 SECOND = dt.timedelta(seconds=1)
@@ -59,8 +59,11 @@ def windows(
 ) -> list[tuple[dt.datetime, dt.datetime]]:
     """The series windows as [start, end) wall times, planned with the account's timezone if given."""
     state_messages = StateBuilder().with_stream_state("segment_series", state).build() if state else None
-    source = SourceKlaviyoSegments(config=prepare_config(config, timezone=timezone), state=state_messages)
-    stream = next(s for s in source.streams(source._config) if s.name == "segment_series")
+    with requests_mock.Mocker() as mocker:  # the account's timezone, asked for while the source is built
+        answer = km.accounts_response(timezone)
+        mocker.get(f"{config.get('base_url', km.BASE_URL)}/api/accounts", text=answer.body, status_code=answer.status_code)
+        source = SourceKlaviyoSegments(config=config, state=state_messages)
+    stream = next(s for s in source.streams(config) if s.name == "segment_series")
     out = []
     for window in stream.cursor.stream_slices():
         start = dt.datetime.fromisoformat(window.cursor_slice["start_time"])

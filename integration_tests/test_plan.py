@@ -1,0 +1,85 @@
+"""What a person sees before and during a sync: the plan (``plan`` and the start of ``read``), a
+progress line per window, and one sentence when the key is refused.
+
+The expected figures are worked out here from Klaviyo's published caps and limits, not taken
+from the connector: 250 segments are 3 batches of at most 100; 400 days at ``daily`` are 7
+windows of at most 60 days (the range holds a New York fall-back, so the connector keeps 59-day
+windows: still 7); 21 calls at 2 a minute take 10 minutes from the first to the last, and are
+21/225 = 9% of the daily quota.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+import subprocess
+from pathlib import Path
+
+from integration_tests.conftest import catalog_entry, config_for, connector_command, run_connector
+from integration_tests.emulator import Emulator, EmulatorConfig
+
+START, END = dt.date(2024, 1, 1), dt.date(2025, 2, 4)  # 400 days
+SEGMENTS = 250
+EXPECTED_CALLS = math.ceil(SEGMENTS / 100) * math.ceil((END - START).days / 60)
+
+
+def report_calls(emu: Emulator) -> int:
+    return sum(1 for call in emu.calls if call.path.rstrip("/").endswith("-reports"))
+
+
+def emulator() -> Emulator:
+    return Emulator(EmulatorConfig(segments=SEGMENTS, now=dt.datetime(2025, 3, 1)))
+
+
+def test_plan_prints_the_cost_and_makes_no_report_call(tmp_path: Path) -> None:
+    assert EXPECTED_CALLS == 21
+    with emulator() as emu:
+        config = config_for(emu, start_date=START.isoformat(), end_date=END.isoformat())
+        (tmp_path / "config.json").write_text(json.dumps(config))
+        catalog = {"streams": [catalog_entry("segment_series", "incremental")]}
+        (tmp_path / "catalog.json").write_text(json.dumps(catalog))
+        command = [*connector_command(), "plan", "--config", str(tmp_path / "config.json")]
+        command += ["--catalog", str(tmp_path / "catalog.json")]
+        done = subprocess.run(command, capture_output=True, text=True, timeout=120, cwd=tmp_path)
+        assert done.returncode == 0, done.stderr
+        assert report_calls(emu) == 0
+    text = done.stdout
+    assert not text.lstrip().startswith("{"), "a plan is for a person, not Airbyte messages"
+    assert f"{SEGMENTS} segments" in text
+    assert f"{EXPECTED_CALLS} report calls" in text and "7 windows" in text
+    assert "about 10 minutes" in text and "9% of its 225-call daily quota" in text
+
+
+def test_read_logs_the_plan_first_then_a_progress_line_per_window_and_makes_the_planned_calls(tmp_path: Path) -> None:
+    with emulator() as emu:
+        config = config_for(emu, start_date=START.isoformat(), end_date=END.isoformat())
+        run = run_connector(tmp_path, "read", config, [("segment_series", "incremental")], timeout=300)
+        assert run.returncode == 0, run.errors() or run.stderr[-2000:]
+        made = report_calls(emu)
+    assert made == EXPECTED_CALLS
+    logs = [(i, m["log"]["message"]) for i, m in enumerate(run.messages) if m["type"] == "LOG"]
+    first_record = next(i for i, m in enumerate(run.messages) if m["type"] == "RECORD")
+    plan = [(i, text) for i, text in logs if text.startswith("Plan: ")]
+    assert plan and all(i < first_record for i, _ in plan)
+    assert any(f"{EXPECTED_CALLS} report calls" in text and "about 10 minutes" in text and "9%" in text for _, text in plan)
+    progress = [text for _, text in logs if text.startswith("segment_series: window ")]
+    assert len(progress) == 7, progress
+    assert progress[-1].startswith("segment_series: window 7 of 7") and f"{made} of {EXPECTED_CALLS} report calls" in progress[-1]
+    assert f"{len(run.records('segment_series')):,} rows" in progress[-1]
+
+
+def test_a_refused_key_stops_the_read_with_one_sentence_and_no_report_call(tmp_path: Path) -> None:
+    with emulator() as emu:
+        config = {**config_for(emu, start_date=START.isoformat(), end_date=END.isoformat()), "api_key": "pk_not_this_one"}
+        streams = [("segments", "full_refresh"), ("segment_values", "full_refresh"), ("segment_series", "incremental")]
+        run = run_connector(tmp_path, "read", config, streams)
+        made = report_calls(emu)
+    assert run.returncode != 0
+    assert made == 0
+    assert [error["message"] for error in run.errors()] == [
+        "Klaviyo did not accept the API key (401): use a private API key (it starts with pk_) from Settings > API keys."
+    ]
+    assert all(error.get("stack_trace") in (None, "") or "Traceback" not in error["stack_trace"] for error in run.errors())
+    logged = " ".join(m["log"]["message"] for m in run.of("LOG"))
+    assert "request to '" not in logged and "Traceback" not in logged  # no raw request dump, no traceback
