@@ -27,6 +27,8 @@ setup(
             "airbyte==0.71.3",
             "matplotlib>=3.8",
             "pytest>=8",
+            # `make test` spreads the tests over the machine's cores (two on CI).
+            "pytest-xdist>=3.5",
             "requests-mock>=1.12",
             "hypothesis>=6.100",
             "klaviyo-api==25.0.0",
