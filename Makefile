@@ -67,9 +67,10 @@ unit: $(TEST_STAMP)
 integration: $(TEST_STAMP)
 	$(BIN)/python -m pytest -q integration_tests
 
-# Spread over the cores (at most 4): no test's verdict depends on how busy the machine is.
+# Spread over the cores (at most 4), a test file per worker (module fixtures such as the standard
+# suites' emulators start once): no test's verdict depends on how busy the machine is.
 test: lint
-	$(BIN)/python -m pytest -q -n auto --maxprocesses 4 source_klaviyo_segments unit_tests integration_tests
+	$(BIN)/python -m pytest -q -n auto --maxprocesses 4 --dist loadfile source_klaviyo_segments unit_tests integration_tests
 
 bench: $(TEST_STAMP)
 	$(BIN)/python -m bench.run

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from airbyte_cdk.test.models import ConnectorTestScenario
 from airbyte_cdk.test.standard_tests.declarative_sources import DeclarativeSourceTestSuite
 from boltons.typeutils import classproperty
 
@@ -29,7 +30,13 @@ from integration_tests.manifest_only import COMPONENTS, MANIFEST, PACKAGE, run_m
 
 ROOT = Path(__file__).resolve().parents[1]
 ACCEPTANCE = ROOT / "integration_tests" / "acceptance"
-PORT = 18765  # what the acceptance configs name
+# The acceptance configs name port 18765, which test_standard_suite.py's emulator holds. Under
+# `make test` (pytest-xdist) the two suites, and parts of each, run at once in separate workers, so
+# this one serves the same scenarios on a port of its own: one per worker, outside the ephemeral
+# range the other tests' emulators draw from.
+WORKER = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+PORT = 18780 + int(WORKER.removeprefix("gw") or 0)
+BASE_URL = f"http://127.0.0.1:{PORT}"
 
 # What the suite changes in this process: the injected module registers itself under both names,
 # and create_connector sets the variable that allows custom code. Restored afterwards, so the
@@ -92,6 +99,16 @@ class TestManifestOnlyStandardSuite(DeclarativeSourceTestSuite):
     is allowed either way); ``test_manifest_only.py`` injects exactly as the platform does.
     """
 
+    @classmethod
+    def get_scenarios(cls) -> list[ConnectorTestScenario]:
+        """The scenarios of acceptance-test-config.yml, each config pointed at this module's port."""
+        return [
+            scenario.model_copy(update={"config_dict": {**scenario.get_config_dict(connector_root=ROOT, empty_if_missing=False),
+                                                        "base_url": BASE_URL}})
+            if scenario.config_path else scenario
+            for scenario in super().get_scenarios()
+        ]  # fmt: skip
+
     @classproperty
     def manifest_yaml_path(cls) -> Path:
         return MANIFEST
@@ -135,7 +152,7 @@ def test_the_suite_runs_the_injected_text_not_the_package() -> None:
 def test_an_abnormal_future_state_reads_nothing_and_keeps_the_state(klaviyo: Emulator, tmp_path: Path) -> None:
     """The acceptance config's `incremental` scenario, which the standard suite does not collect,
     through the source-declarative-manifest entrypoint."""
-    config = json.loads((ACCEPTANCE / "config.json").read_text())
+    config = {**json.loads((ACCEPTANCE / "config.json").read_text()), "base_url": BASE_URL}
     state = json.loads((ACCEPTANCE / "abnormal_state.json").read_text())
     klaviyo.reset_calls()
     run = run_manifest_only(tmp_path, "read", config, [("segment_series", "incremental")], state=state)
