@@ -4,7 +4,8 @@
     python -m demo.quickstart --config secrets/config.json   # against your account (make sync)
 
 Rows land in PyAirbyte's default local DuckDB cache (``.cache/default_cache/default_cache.duckdb``
-under the current folder, or ``$AIRBYTE_CACHE_ROOT``). Two charts of the five biggest movers:
+under the current folder, or ``$AIRBYTE_CACHE_ROOT``), timestamps as ``TIMESTAMP WITH TIME ZONE``
+(``demo.duckdb_cache``). Two charts of the five biggest movers:
 ``--chart`` (default ``demo_output/total_members_by_segment.png``) and, beside it,
 ``net_members_changed_7d_by_segment.png``.
 
@@ -15,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import datetime as dt
 import errno
 import json
 import os
@@ -30,6 +30,8 @@ os.environ.setdefault("AIRBYTE_OFFLINE_MODE", "1")
 os.environ.setdefault("DO_NOT_TRACK", "1")
 
 import airbyte as ab  # noqa: E402
+
+from demo.duckdb_cache import default_cache  # noqa: E402
 
 STREAMS = ["segments", "segment_values", "segment_series"]
 DEMO_SEGMENTS = 40
@@ -87,7 +89,21 @@ def sync(config: dict[str, Any]) -> Any:
     print("check: succeeded")
     print("discover:", ", ".join(source.get_available_streams()))
     source.select_streams(STREAMS)
-    return source.read(cache=ab.get_default_cache())
+    return source.read(cache=default_cache())
+
+
+def account_timezone(config: dict[str, Any]) -> str | None:
+    """The account's timezone, asked as the connector asks it (its manifest's ``account_requester``),
+    to chart the stored instants as the company's days; ``None`` if the key may not read it."""
+    import yaml
+    from airbyte_cdk.sources.declarative.parsers.manifest_reference_resolver import ManifestReferenceResolver
+
+    import source_klaviyo_segments.source  # noqa: F401  (names the components module as the manifest does)
+    from source_klaviyo_segments import components
+
+    manifest = yaml.safe_load(Path(components.__file__).with_name("manifest.yaml").read_text(encoding="utf-8"))
+    requester = ManifestReferenceResolver().preprocess_manifest(manifest)["definitions"]["account_requester"]
+    return components.account_timezone(requester, {"base_url": components.DEFAULT_BASE_URL, **config})
 
 
 def summarize(result: Any) -> list[str]:
@@ -106,17 +122,16 @@ def summarize(result: Any) -> list[str]:
     return list(movers.index)
 
 
-def _daily(series: Any, segment_id: str) -> Any:
+def _daily(series: Any, segment_id: str, timezone: str | None) -> Any:
     rows = series[series["segment_id"] == segment_id].copy()
-    # date_time is a typed timestamp (PyAirbyte's DuckDB cache keeps the company's wall time).
-    rows["day"] = rows["date_time"].map(
-        lambda value: value.date() if hasattr(value, "date") else dt.date.fromisoformat(str(value)[:10])
-    )
+    # date_time is an instant (TIMESTAMP WITH TIME ZONE): the bucket's day is the company's.
+    rows["day"] = rows["date_time"].dt.tz_convert(timezone or "UTC").dt.date
     return rows.sort_values("day")
 
 
-def chart(result: Any, segment_ids: list[str], path: Path) -> list[Path]:
-    """Draw the movers' total members to `path` and their 7-day net change beside it; return both paths."""
+def chart(result: Any, segment_ids: list[str], path: Path, timezone: str | None) -> list[Path]:
+    """Draw the movers' total members to `path` and their 7-day net change beside it, by the company's
+    days (``timezone``; UTC's if unknown); return both paths."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -126,8 +141,8 @@ def chart(result: Any, segment_ids: list[str], path: Path) -> list[Path]:
 
     series = result["segment_series"].to_pandas()
     names = result["segments"].to_pandas().set_index("id")["name"]
-    daily = {segment_id: _daily(series, segment_id) for segment_id in segment_ids}
-    x_label = "day (account time zone)"
+    daily = {segment_id: _daily(series, segment_id, timezone) for segment_id in segment_ids}
+    x_label = f"day ({timezone})" if timezone else "day (UTC: the API key may not read the account's time zone)"
     path.parent.mkdir(parents=True, exist_ok=True)
 
     def date_axis(axes: Any) -> None:
@@ -204,12 +219,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     if args.config:
-        result = sync(json.loads(args.config.read_text()))
-        chart(result, summarize(result), args.chart)
+        config = json.loads(args.config.read_text())
+        result = sync(config)
+        chart(result, summarize(result), args.chart, account_timezone(config))
         return 0
     with demo_klaviyo(args.emulator_port) as config:
         result = sync(config)
-    chart(result, summarize(result), args.chart)
+        timezone = account_timezone(config)
+    chart(result, summarize(result), args.chart, timezone)
     return 0
 
 

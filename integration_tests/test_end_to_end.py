@@ -160,25 +160,25 @@ def test_a_two_year_backfill_of_1000_segments_created_over_it_asks_only_about_ex
         assert_bodies_accepted(emu)
         created = {s.id: dt.datetime.fromisoformat(s.created) for s in emu.data.segments}
 
-        # Klaviyo's 60-day daily cap; the range holds New York fall-backs, which make a 60-day
-        # window an hour too long in elapsed time, so every window is a day shorter.
-        def longest_elapsed(step: int) -> dt.timedelta:
-            spans, at = [], start
-            while at < end:
-                following = min(at + dt.timedelta(days=step), end)
-                # In UTC: Python subtracts two times of one zone as wall times.
-                spans.append(following.replace(tzinfo=zone).astimezone(dt.timezone.utc) - at.replace(tzinfo=zone))
-                at = following
-            return max(spans)
+        # Klaviyo's 60-day daily cap, in wall and in elapsed time: the range holds New York fall-backs,
+        # and a 60-day window holding one is an hour too long in elapsed time, so that window is a day
+        # shorter. Greedily, each window as long as fits (in UTC: Python subtracts two times of one
+        # zone as wall times).
+        def elapsed(at: dt.datetime, following: dt.datetime) -> dt.timedelta:
+            return following.replace(tzinfo=zone).astimezone(dt.timezone.utc) - at.replace(tzinfo=zone)
 
-        step = 60 if longest_elapsed(60) <= dt.timedelta(days=60) else 59
-        expected_calls, at = 0, start
+        windows, at = [], start
         while at < end:
-            window_end = min(at + dt.timedelta(days=step), end)
+            following = min(at + dt.timedelta(days=60), end)
+            while elapsed(at, following) > dt.timedelta(days=60):
+                following -= dt.timedelta(days=1)
+            windows.append((at, following))
+            at = following
+        expected_calls = 0
+        for _, window_end in windows:
             existing = sum(born < window_end.replace(tzinfo=zone) for born in created.values())
             expected_calls += math.ceil(existing / 100)
-            at = window_end
-        every_segment_every_window = math.ceil(1000 / 100) * math.ceil((end - start).days / step)
+        every_segment_every_window = math.ceil(1000 / 100) * len(windows)
         assert len(emu.report_calls(status=None)) == expected_calls < every_segment_every_window * 0.7
 
         truth = emu.truth_series("daily", start, end)

@@ -361,3 +361,88 @@ def test_no_accounts_read_and_utc_date_times_say_what_is_at_risk(tmp_path: Path)
         check_bodies(emu, timezone_known=False)
         warnings = [m["log"]["message"] for m in run.of("LOG") if m["log"]["level"] == "WARN" and "UTC" in m["log"]["message"]]
         assert len(warnings) == 1 and "accounts:read" in warnings[0], warnings
+
+
+# -- 8: only the window holding a fall-back is cut -----------------------------------------------
+
+
+BUCKET = {"hourly": HOUR, "daily": dt.timedelta(days=1)}
+
+
+def fewest_windows(interval: str, first: dt.datetime, end: dt.datetime, tz: ZoneInfo) -> int:
+    """The fewest whole-bucket windows tiling [first, end) that each fit Klaviyo's cap in wall and
+    in elapsed company time: greedily, each as long as fits."""
+    cap, count, at = CAPS[interval], 0, first
+    while at < end:
+        following = min(at + cap, end)
+        while following.replace(tzinfo=tz, fold=1).astimezone(dt.timezone.utc) - at.replace(tzinfo=tz) > cap:
+            following -= BUCKET[interval]
+        count, at = count + 1, following
+    return count
+
+
+# Ranges one window shorter than a margin on every window allows, each holding New York's
+# 2024-11-03 fall-back: 335 hours (2 x 167 < 335 <= 168 + 167), 179 days (3 x 59 < 179 <= 60 + 59 + 60).
+FALL_BACK_RANGES = {"hourly": ("2024-10-30T00:00:00", "2024-11-12T23:00:00"), "daily": ("2024-09-01", "2025-02-27")}
+
+
+@pytest.mark.parametrize(
+    ("interval", "edges", "cap_mode", "date_times_in"),
+    [
+        ("hourly", "generous", "elapsed", "company"),
+        ("hourly", "strict", "elapsed", "utc"),
+        ("daily", "generous", "elapsed", "utc"),
+        ("daily", "inclusive", "wall", "company"),
+    ],
+)
+def test_only_the_window_holding_a_fall_back_gives_up_a_bucket(
+    tmp_path: Path, interval: str, edges: str, cap_mode: str, date_times_in: str
+) -> None:
+    """With the timezone known the cursor's windows take Klaviyo's full caps; the call for the
+    window holding the fall-back asks for one bucket less, and the calls after it run a bucket
+    behind, each reading into the next window. The calls are as few as fit Klaviyo's caps read
+    either way, every bucket comes once (120 segments: two batches per call), and the state ends
+    at the last bucket."""
+    start, end = FALL_BACK_RANGES[interval]
+    begin, stop = dt.datetime.fromisoformat(start), dt.datetime.fromisoformat(end)
+    with start_emulator(segments=120, edges=edges, cap_mode=cap_mode, date_times_in=date_times_in) as emu:
+        run = run_connector(tmp_path, "read", config_for(emu, interval=interval, start_date=start, end_date=end), INCREMENTAL)
+        succeeded(run)
+        check_bodies(emu)
+        check_windows_tile(emu, interval, begin, stop)
+        windows = fewest_windows(interval, begin, stop, ZoneInfo(emu.config.timezone))
+        margin_windows = math.ceil((stop - begin) / (CAPS[interval] - BUCKET[interval]))
+        assert len(series_windows(emu)) == windows == margin_windows - 1
+        assert report_call_count(emu) == 2 * windows
+        truth = emu.truth_series(interval, begin, stop)
+        assert rows_by_bucket(emu, run.records("segment_series")) == truth
+        last_bucket = (stop - BUCKET[interval]).isoformat()
+        assert run.states()[-1]["stream"]["stream_state"] == {"date_time": last_bucket}
+
+
+def test_a_sync_stopped_after_a_window_that_read_ahead_resumes_without_a_gap(tmp_path: Path) -> None:
+    """``max_report_requests`` stops the first sync after the cursor window holding the fall-back,
+    whose last call read on into the next window for every batch: the state is the newest bucket
+    written, every segment has every bucket up to it, and the next sync finishes the job."""
+    begin, stop = dt.datetime(2024, 9, 1), dt.datetime(2025, 4, 28)  # cursor windows of 60 days: 4
+    with start_emulator(segments=120, now=dt.datetime(2025, 6, 1)) as emu:
+        # Window 1: 2 calls; window 2 (holds the fall-back): its own 59 days, then 60 more, 4 calls;
+        # window 3 would need 2 more.
+        config = config_for(emu, interval="daily", start_date="2024-09-01", end_date="2025-04-28", max_report_requests=6)
+        first = run_connector(tmp_path, "read", config, INCREMENTAL)
+        succeeded(first)
+        assert report_call_count(emu) == 6
+        truth = emu.truth_series("daily", begin, stop)
+        written = rows_by_bucket(emu, first.records("segment_series"))
+        newest = max(naive(key[1]) for key in written)
+        read_until = begin + CAPS["daily"] + (CAPS["daily"] - BUCKET["daily"]) + CAPS["daily"]
+        assert newest == read_until - BUCKET["daily"]
+        assert first.states()[-1]["stream"]["stream_state"] == {"date_time": newest.isoformat()}
+        assert written == {key: value for key, value in truth.items() if naive(key[1]) <= newest}
+
+        second = run_connector(tmp_path, "read", config, INCREMENTAL, state=[first.states()[-1]])
+        succeeded(second)
+        resumed = rows_by_bucket(emu, second.records("segment_series"))
+        # From the lookback (one day) before the state on, to the end: nothing missed.
+        assert min(naive(key[1]) for key in resumed) == newest - BUCKET["daily"]
+        assert {**written, **resumed} == truth

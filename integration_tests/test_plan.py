@@ -3,9 +3,9 @@ progress line per window, and one sentence when the key is refused.
 
 The expected figures are worked out here from Klaviyo's published caps and limits, not taken
 from the connector: 250 segments are 3 batches of at most 100; 400 days at ``daily`` are 7
-windows of at most 60 days (the range holds a New York fall-back, so the connector keeps 59-day
-windows: still 7); 21 calls at 2 a minute take 10 minutes from the first to the last, and are
-21/225 = 9% of the daily quota.
+windows of at most 60 days (the window holding the range's New York fall-back asks for 59 days:
+still 7); 21 calls at 2 a minute take 10 minutes from the first to the last, and are 21/225 = 9%
+of the daily quota.
 """
 
 from __future__ import annotations

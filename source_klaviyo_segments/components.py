@@ -12,9 +12,11 @@ code runs a module before registering it, and dataclasses would look it up).
    ``PrepareSyncConfig`` (a ``CustomConfigTransformation``) runs both once per source, after asking
    Klaviyo for the account's timezone, and creates the sync's pacer and report-call allowance;
    ``RefuseConfigProblem`` (a validation strategy) refuses the config with that sentence.
-3. **Windows**: wall-time arithmetic in the account's timezone: bucket alignment, series window
-   steps, custom values timeframes, which segments a window asks about.
-4. **Requests**: ``SegmentBatchRetriever`` reads each window once per batch of up to 100 segments.
+3. **Windows**: wall-time arithmetic in the account's timezone: bucket alignment, the cursor's
+   step and each report call's window (``report_window_end``: the full cap, one bucket less for a
+   window holding a DST fall-back), custom values timeframes, which segments a window asks about.
+4. **Requests**: ``SegmentBatchRetriever`` reads each of the cursor's windows once per batch of up
+   to 100 segments, with the report windows that cover it.
 5. **Rows**: ``SeriesRowExtractor`` / ``ValuesRowExtractor`` turn a report into rows;
    ``TimeframeFields`` stamps a values row; ``BucketWindowFilter`` keeps each bucket once.
 6. **Pacing and quota**: ``RetryAfterBackoff`` waits what a 429 asks (or ends the sync on the daily
@@ -49,7 +51,7 @@ from airbyte_cdk.sources.declarative.transformations.config_transformations.conf
 )
 from airbyte_cdk.sources.declarative.validators.validation_strategy import ValidationStrategy
 from airbyte_cdk.sources.streams.http.error_handlers import BackoffStrategy
-from airbyte_cdk.sources.types import Config, StreamSlice, StreamState
+from airbyte_cdk.sources.types import Config, Record, StreamSlice, StreamState
 from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
 LOGGER = logging.getLogger("airbyte")
@@ -102,8 +104,9 @@ SERIES_WINDOW_STEP: Final = {
     "monthly": "P11M",
 }
 
-# Klaviyo's own caps, used as the step when the account's timezone shows that no window of a
-# sync holds a fall-back (series_window_step). Weekly and monthly keep SERIES_WINDOW_STEP.
+# Klaviyo's own caps: the step when the account's timezone is known (series_window_step), and
+# every report call's length but the one holding a fall-back (report_window_end). Weekly and
+# monthly keep SERIES_WINDOW_STEP.
 SERIES_WINDOW_CAP: Final = {"hourly": "P7D", "daily": "P60D"}
 
 # A custom values timeframe may span at most one year, read harshly as 365 days (a leap year's
@@ -361,7 +364,7 @@ def prepare_config(
         "series_start": format_wall_time(first),
         # The cursor's end is the last second read: [start, end) in config terms.
         "series_end": format_wall_time(end - ONE_SECOND),
-        "series_step": series_window_step(interval, first, end, timezone),
+        "series_step": series_window_step(interval, timezone),
         "series_lookback": lookback_duration(interval, prepared["lookback_window_days"]),
         "values_timeframes": [
             t.as_partition() for t in plan_values_timeframes(prepared["values_timeframe"], start, end, timezone)
@@ -642,36 +645,66 @@ def elapsed(start: dt.datetime, end: dt.datetime, tz: ZoneInfo) -> dt.timedelta:
     return last - first
 
 
-def series_window_step(interval: str, first: dt.datetime, end: dt.datetime, timezone: str | None) -> str:
-    """The longest step whose windows fit Klaviyo's cap for ``interval`` in wall time *and* in
-    elapsed time (Klaviyo does not say which it measures), as an ISO 8601 duration.
+def series_window_step(interval: str, timezone: str | None) -> str:
+    """The manifest cursor's step for ``interval``, as an ISO 8601 duration: Klaviyo's full cap
+    (7 days hourly, 60 days daily) when the account's timezone is known, else one bucket less.
 
-    With the timezone known, hourly and daily windows take Klaviyo's full caps (7 days, 60 days)
-    unless a window of ``[first, end)`` would hold a fall-back, which makes it an hour longer in
-    elapsed time: then every window of this sync keeps the margin (167 hours, 59 days), which
-    costs at most one window more than cutting that window alone. Without the timezone, any window
-    might, so the margin is always kept.
+    The step cuts the *state's* windows (what a partition closes). What each report call asks for
+    is ``report_window_end``'s: the same window unless it holds a fall-back, which the timezone
+    shows. Without it any window might hold one, so every window keeps the margin.
 
-    >>> series_window_step("hourly", dt.datetime(2024, 4, 1), dt.datetime(2024, 4, 15), "America/New_York")
-    'P7D'
-    >>> series_window_step("hourly", dt.datetime(2024, 4, 1), dt.datetime(2024, 4, 15), None)
-    'PT167H'
-    >>> series_window_step("hourly", dt.datetime(2024, 10, 30), dt.datetime(2024, 11, 13), "America/New_York")
-    'PT167H'
+    >>> series_window_step("hourly", "America/New_York"), series_window_step("hourly", None)
+    ('P7D', 'PT167H')
     """
-    margin = SERIES_WINDOW_STEP[interval]
     cap = SERIES_WINDOW_CAP.get(interval)
+    return cap if cap is not None and zone(timezone) is not None else SERIES_WINDOW_STEP[interval]
+
+
+# A full cap's step -> one bucket less: the step of a window that the full cap would stretch past
+# Klaviyo's cap in elapsed time (one holding a fall-back).
+_MARGIN_OF_CAP: Final = {cap: SERIES_WINDOW_STEP[interval] for interval, cap in SERIES_WINDOW_CAP.items()}
+
+
+def report_window_end(start: dt.datetime, end: dt.datetime, step: str, timezone: str | None) -> dt.datetime:
+    """Where a series report call starting at ``start`` ends (exclusive, at most ``end``): ``step``
+    on, unless that window would be longer than Klaviyo's cap in elapsed time (it holds a DST
+    fall-back in the account's timezone), then one bucket less. Klaviyo does not say whether it
+    measures its caps in wall or elapsed time, so every call fits both; only the window holding
+    the fall-back gives up its bucket, and the calls after it go on from where it stopped.
+
+    >>> report_window_end(dt.datetime(2024, 4, 1), dt.datetime(2024, 5, 1), "P7D", "America/New_York")
+    datetime.datetime(2024, 4, 8, 0, 0)
+    >>> report_window_end(dt.datetime(2024, 10, 30), dt.datetime(2024, 12, 1), "P7D", "America/New_York")
+    datetime.datetime(2024, 11, 5, 23, 0)
+    """
+    full = min(_add_step(start, step), end)
     tz = zone(timezone)
-    if cap is None or tz is None:
-        return margin
-    limit = _add_step(dt.datetime(2024, 1, 1), cap) - dt.datetime(2024, 1, 1)
-    window_start = first
-    while window_start < end:
-        window_end = min(_add_step(window_start, cap), end)
-        if elapsed(window_start, window_end - ONE_SECOND, tz) > limit:
-            return margin
-        window_start = window_end
-    return cap
+    margin = _MARGIN_OF_CAP.get(step)
+    if tz is None or margin is None:
+        return full
+    cap = _add_step(start, step) - start
+    if elapsed(start, full - ONE_SECOND, tz) <= cap:
+        return full
+    return min(_add_step(start, margin), end)
+
+
+def report_windows(
+    start: dt.datetime, end: dt.datetime, step: str, timezone: str | None
+) -> list[tuple[dt.datetime, dt.datetime]]:
+    """The ``[start, end)`` windows the series report calls ask for, one after the other, each as
+    long as ``report_window_end`` allows: the fewest that fit Klaviyo's caps.
+
+    >>> [(a.isoformat(), b.isoformat()) for a, b in report_windows(
+    ...     dt.datetime(2024, 10, 30), dt.datetime(2024, 11, 13), "P7D", "America/New_York")]  # doctest: +NORMALIZE_WHITESPACE
+    [('2024-10-30T00:00:00', '2024-11-05T23:00:00'), ('2024-11-05T23:00:00', '2024-11-12T23:00:00'),
+     ('2024-11-12T23:00:00', '2024-11-13T00:00:00')]
+    """
+    windows = []
+    while start < end:
+        window_end = report_window_end(start, end, step, timezone)
+        windows.append((start, window_end))
+        start = window_end
+    return windows
 
 
 def lookback_duration(interval: str, days: int) -> str:
@@ -945,6 +978,10 @@ class SegmentBatchRetriever(SimpleRetriever):
     every record is re-attached to the partition itself, so the cursor closes a window only when
     every batch of it has been read.
 
+    A series partition is the cursor's window; the calls ask for the report windows that cover it
+    (``_report_calls``): the same window, unless a DST fall-back makes one call a bucket shorter and
+    the last call of a window read on into the next.
+
     In the Connector Builder each partition is a slice and each batch's report call a page of it,
     shown with its request (the ``filter`` of the batch's ids, the window's ``timeframe``) and its
     answer (``request_log``). The CDK holds a test read's slice limit itself, around any retriever;
@@ -970,6 +1007,9 @@ class SegmentBatchRetriever(SimpleRetriever):
     _stopped: bool = field(init=False, repr=False, default=False)
     # This stream's StreamProgress (defined with the plan, below), made at its first partition.
     _progress: Any | None = field(init=False, repr=False, default=None)
+    # (the next window's start, where the series calls have read to) when a window's last call read
+    # past its end: the next window's calls begin there.
+    _read_ahead: tuple[str, dt.datetime] | None = field(init=False, repr=False, default=None)
 
     def __post_init__(self, parameters: Mapping[str, Any]) -> None:
         super().__post_init__(parameters)
@@ -1044,10 +1084,40 @@ class SegmentBatchRetriever(SimpleRetriever):
 
     def _batches(self, partition: StreamSlice) -> list[list[str]]:
         """The batches ``partition`` asks about: the segments that existed by its end."""
-        segments = self._listed_segments()
-        end = partition_end(partition)
+        return self._batches_until(partition_end(partition))
+
+    def _batches_until(self, end: dt.datetime | None) -> list[list[str]]:
+        """The batches a report window ending at ``end`` asks about: the segments that existed by then."""
         timezone = self.config.get("_derived", {}).get("timezone")
-        return plan_segment_batches(segments, end, timezone, int(self.batch_size))
+        return plan_segment_batches(self._listed_segments(), end, timezone, int(self.batch_size))
+
+    def _report_calls(self, partition: StreamSlice) -> tuple[list[tuple[Mapping[str, Any], list[str]]], dt.datetime | None]:
+        """``partition``'s report calls as ``(window, batch)`` (a values partition's with no window of
+        its own), and where they read to (``None`` for a values partition).
+
+        A series partition is one of the cursor's windows. Its calls ask for ``report_window_end``'s
+        windows from where the calls so far have read to (its start, or further when the window
+        before read past it) until they cover it. Without a fall-back in the range they are the
+        cursor's windows. After one, they run a bucket behind, and the last call of a window reads
+        on into the next, up to the full cap: its rows are written with this window, every batch of
+        them before it closes, so the state (the newest bucket written) never passes a bucket that
+        some segment lacks, and the next window's calls begin where these stopped.
+        """
+        read_ahead, self._read_ahead = self._read_ahead, None
+        start, last_second = partition.cursor_slice.get("start_time"), partition.cursor_slice.get("end_time")
+        if not start or not last_second:
+            return [({}, batch) for batch in self._batches(partition)], None
+        derived = self.config.get("_derived", {})
+        end = wall_time(last_second) + ONE_SECOND
+        series_end = max(wall_time(derived["series_end"]) + ONE_SECOND, end)
+        calls: list[tuple[Mapping[str, Any], list[str]]] = []
+        at = read_ahead[1] if read_ahead is not None and read_ahead[0] == start else wall_time(start)
+        while at < end:
+            window_end = report_window_end(at, series_end, derived["series_step"], derived.get("timezone"))
+            window = {"start_time": format_wall_time(at), "end_time": format_wall_time(window_end - ONE_SECOND)}
+            calls.extend((window, batch) for batch in self._batches_until(window_end))
+            at = window_end
+        return calls, at
 
     def _log_allowance_spent(self, allowance: "ReportCallAllowance") -> None:
         if allowance.spent_logged:
@@ -1087,16 +1157,12 @@ class SegmentBatchRetriever(SimpleRetriever):
         stream_slice: StreamSlice | None = None,
     ) -> Iterable[Any]:
         partition = _SliceWithCachedHash.of(stream_slice or StreamSlice(partition={}, cursor_slice={}))
-        batches = self._batches(partition)
         created = dict(self._listed_segments())
         if self.config.get(CHECKING):
             return  # `check` lists the segments the reports would ask about, and spends no report call
         limits = self._test_read_limits
-        if limits is not None:
-            # A Connector Builder test read: each batch is a page of the partition.
-            if not self._test_read_room():
-                return
-            batches = batches[: limits.max_pages_per_slice]
+        if limits is not None and not self._test_read_room():
+            return
         if self._stopped:
             # A report this stream could not use (malformed, refused, the daily quota) ended an
             # earlier partition: later ones would only spend calls that the next sync, resuming
@@ -1105,17 +1171,22 @@ class SegmentBatchRetriever(SimpleRetriever):
                 message = f"{self.name} was not read in full: a report it could not use stopped it (see the error above)."
                 raise AirbyteTracedException(message=message, failure_type=FailureType.transient_error)
             return
+        calls, read_until = self._report_calls(partition)
+        if limits is not None:
+            # A Connector Builder test read: each report call is a page of the partition, and each
+            # partition is read on its own (its pages may be cut short), so none reads ahead.
+            calls, read_until = calls[: limits.max_pages_per_slice], None
         progress = self._stream_progress(partition)
-        if not self._granted(len(batches)):
+        if not self._granted(len(calls)):
             if self._catalog_modes().get(self.name) != "incremental":
                 raise self._cut_short()
             # Left for the next sync: the state stays at the last window read in full.
             self._log_allowance_spent(self._allowance())
             return
-        window = series_timeframe(partition.cursor_slice, self.config.get("_derived", {}).get("timezone"))
+        timezone = self.config.get("_derived", {}).get("timezone")
         rows = 0
         try:
-            for batch in batches:
+            for window, batch in calls:
                 if limits is not None and not self._test_read_room():
                     return
                 batch_slice = StreamSlice(
@@ -1123,9 +1194,9 @@ class SegmentBatchRetriever(SimpleRetriever):
                         **partition.partition,
                         "segment_id": batch,
                         "segment_created": {segment_id: created.get(segment_id) for segment_id in batch},
-                        **window,
+                        **series_timeframe(window, timezone),
                     },
-                    cursor_slice=partition.cursor_slice,
+                    cursor_slice=window or partition.cursor_slice,
                 )
                 self.pacer.wait_for_report_slot()
                 for record in super().read_records(records_schema, batch_slice):
@@ -1136,7 +1207,10 @@ class SegmentBatchRetriever(SimpleRetriever):
         except Exception:
             self._stopped = True
             raise
-        LOGGER.info(progress.partition_read(partition, calls=len(batches), rows=rows))
+        end = partition_end(partition)
+        if read_until is not None and end is not None and read_until > end:
+            self._read_ahead = (format_wall_time(end), read_until)
+        LOGGER.info(progress.partition_read(partition, calls=len(calls), rows=rows))
 
     def _stream_progress(self, partition: StreamSlice) -> "StreamProgress":
         """This stream's progress against its plan, planned at its first partition (a resumed
@@ -1171,8 +1245,6 @@ class SegmentBatchRetriever(SimpleRetriever):
 def of_partition(record: Any, partition: StreamSlice) -> Any:
     """``record`` (read with a batch's slice) attached to its ``partition``, which the cursor
     observes and closes; anything that is not a record, unchanged."""
-    from airbyte_cdk.sources.types import Record
-
     if isinstance(record, Record) and record.associated_slice is not partition:
         return Record(record.data, record.stream_name, associated_slice=partition, file_reference=record.file_reference)
     return record
@@ -1689,8 +1761,9 @@ def plan_stream(
     batch_size: int,
     resume_from: dt.datetime | None = None,
 ) -> StreamPlan:
-    """The report calls ``stream`` will make: for each partition, the batches of the segments that
-    existed by its end (``plan_segment_batches``, as ``SegmentBatchRetriever`` asks).
+    """The report calls ``stream`` will make: for each window the calls ask for (a values
+    timeframe; for the series, ``report_windows``), the batches of the segments that existed by
+    its end (``plan_segment_batches``, as ``SegmentBatchRetriever`` asks).
 
     >>> derived = {"timezone": None, "series_start": "2024-01-01T00:00:00", "series_end": "2025-02-03T23:59:59",
     ...            "series_step": "P59D"}
@@ -1699,7 +1772,15 @@ def plan_stream(
     """
     partitions = stream_partitions(stream, derived, resume_from)
     timezone = derived.get("timezone")
-    calls = sum(len(plan_segment_batches(segments, partition_end(p), timezone, batch_size)) for p in partitions)
+    if stream == "segment_values":
+        ends = [partition_end(p) for p in partitions]
+    else:
+        windows = series_windows(derived, resume_from)
+        if windows:
+            ends = [end for _, end in report_windows(windows[0][0], windows[-1][1], derived["series_step"], timezone)]
+        else:
+            ends = []
+    calls = sum(len(plan_segment_batches(segments, end, timezone, batch_size)) for end in ends)
     return StreamPlan(stream=stream, segments=len(segments), partitions=len(partitions), calls=calls)
 
 

@@ -128,7 +128,7 @@ def test_segments_stream_lists_every_page_and_never_the_definition() -> None:
     [
         ("hourly", "2024-04-01", "2024-04-15", 2),  # no daylight-saving change: Klaviyo's full 7 days
         ("daily", "2024-04-01", "2024-05-31", 1),  # 60 days, Klaviyo's full cap
-        ("hourly", "2024-10-30", "2024-11-13", 3),  # holds New York's fall-back: 167-hour windows
+        ("hourly", "2024-10-30", "2024-11-13", 3),  # holds New York's fall-back: that window is 167 hours
     ],
 )
 def test_with_the_accounts_timezone_timeframes_carry_its_offsets_and_windows_use_the_full_caps(

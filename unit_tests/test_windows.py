@@ -1,5 +1,5 @@
-"""Window planning, property-tested on the windows the CDK's cursor really produces from our
-manifest: they tile the range, respect Klaviyo's documented caps in wall and elapsed time, align
+"""Window planning, property-tested on the windows the report calls really ask for when the
+manifest is read: they tile the range, respect Klaviyo's documented caps in wall and elapsed time, align
 to buckets (computed here, not with the connector's helpers), skip nothing, and are as few as the
 caps allow."""
 
@@ -12,13 +12,14 @@ from zoneinfo import ZoneInfo
 
 import pytest
 import requests_mock
+from airbyte_cdk.models import SyncMode
 from airbyte_cdk.test.state_builder import StateBuilder
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from source_klaviyo_segments import SourceKlaviyoSegments
 from source_klaviyo_segments.components import plan_values_timeframes
 from unit_tests import klaviyo_mock as km
+from unit_tests.fake_klaviyo import FakeKlaviyo
 
 SECOND = dt.timedelta(seconds=1)
 # The longest window planned per interval: Klaviyo's documented caps (7 days hourly, 60 days
@@ -57,18 +58,24 @@ def floor_to_bucket(value: dt.datetime, interval: str) -> dt.datetime:
 def windows(
     config: dict[str, Any], state: dict[str, Any] | None = None, timezone: str | None = None
 ) -> list[tuple[dt.datetime, dt.datetime]]:
-    """The series windows as [start, end) wall times, planned with the account's timezone if given."""
+    """The windows the series report calls ask for, as [start, end) wall times: a read against the
+    fake Klaviyo (``timezone`` is the account's; ``None``: the key may not read it), one segment,
+    so one call a window."""
     state_messages = StateBuilder().with_stream_state("segment_series", state).build() if state else None
-    with requests_mock.Mocker() as mocker:  # the account's timezone, asked for while the source is built
-        answer = km.accounts_response(timezone)
-        mocker.get(f"{config.get('base_url', km.BASE_URL)}/api/accounts", text=answer.body, status_code=answer.status_code)
-        source = SourceKlaviyoSegments(config=config, state=state_messages)
-    stream = next(s for s in source.streams(config) if s.name == "segment_series")
-    out = []
-    for window in stream.cursor.stream_slices():
-        start = dt.datetime.fromisoformat(window.cursor_slice["start_time"])
-        out.append((start, dt.datetime.fromisoformat(window.cursor_slice["end_time"]) + SECOND))
-    return sorted(out)
+    fake = FakeKlaviyo(["SEG001"], timezone=timezone)
+    with requests_mock.Mocker() as mocker:
+        fake.install(mocker)
+        output = km.read_source(
+            {**config, "segment_ids": ["SEG001"]}, km.catalog("segment_series", SyncMode.incremental), state_messages
+        )
+    assert not output.errors, output.errors
+    timeframes = [body["data"]["attributes"]["timeframe"] for body in fake.bodies]
+    return sorted((wall(t["start"]), wall(t["end"]) + SECOND) for t in timeframes)
+
+
+def wall(value: str) -> dt.datetime:
+    """An RFC 3339 timeframe bound's wall time (Klaviyo reads it in the account's timezone)."""
+    return dt.datetime.fromisoformat(value).replace(tzinfo=None)
 
 
 def months_between(start: dt.datetime, end: dt.datetime) -> int:
@@ -141,6 +148,10 @@ DST_RANGES = [
     ("hourly", "2024-10-20", "2024-11-15"),
     ("daily", "2023-06-01", "2025-06-01"),
     ("daily", "2024-09-01", "2024-12-30"),
+    # One window shorter than the margin on every window allows: 335 hours (2 x 167 < 335 <= 168 + 167),
+    # 179 days (3 x 59 < 179 <= 60 + 59 + 60), each holding New York's 2024-11-03 fall-back.
+    ("hourly", "2024-10-30T00:00:00", "2024-11-12T23:00:00"),
+    ("daily", "2024-09-01", "2025-02-27"),
 ]
 
 
@@ -158,6 +169,24 @@ def test_windows_fit_klaviyos_caps_in_wall_and_elapsed_time_across_dst(
         request_length = elapsed_at_most(ZoneInfo(zone), window_start, window_end - SECOND)
         assert request_length <= KLAVIYO_CAPS[interval], (window_start, window_end, request_length)
         assert window_end - SECOND - window_start <= KLAVIYO_CAPS[interval]
+    # As few as fit: with the timezone, only a window holding a fall-back gives up a bucket.
+    first, end_ = dt.datetime.fromisoformat(start), dt.datetime.fromisoformat(end)
+    if timezone_known:
+        assert len(planned) == fewest_windows(interval, first, end_, ZoneInfo(zone))
+    else:
+        assert len(planned) == math.ceil((end_ - first) / WINDOW_CAPS[interval])
+
+
+def fewest_windows(interval: str, first: dt.datetime, end: dt.datetime, zone: ZoneInfo) -> int:
+    """The fewest whole-bucket windows tiling [first, end) that each fit Klaviyo's cap in wall and in
+    elapsed time: greedily, each as long as fits (a shorter window never lets the next one reach further)."""
+    cap, count, at = KLAVIYO_CAPS[interval], 0, first
+    while at < end:
+        following = min(at + cap, end)
+        while elapsed_at_most(zone, at, following - SECOND) > cap:
+            following -= BUCKET[interval]
+        count, at = count + 1, following
+    return count
 
 
 @pytest.mark.parametrize("zone", ZONES)
