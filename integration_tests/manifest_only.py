@@ -27,12 +27,15 @@ By hand (prints the entrypoint's output, exits with its code)::
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import importlib.abc
 import json
 import os
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -51,6 +54,56 @@ ENTRYPOINT = Path(sys.executable).with_name("source-declarative-manifest")
 INJECTED_MANIFEST = "__injected_declarative_manifest"
 INJECTED_COMPONENTS = "__injected_components_py"
 INJECTED_CHECKSUMS = "__injected_components_py_checksums"
+
+# What running injected code changes in a process: the CDK registers the injected module under
+# these names, and custom code runs only with this variable set.
+REGISTERED = ("components", "source_declarative_manifest.components", "source_declarative_manifest")
+UNSAFE_CODE = "AIRBYTE_ENABLE_UNSAFE_CODE"
+
+
+class HidePackage(importlib.abc.MetaPathFinder):
+    """Refuses ``source_klaviyo_segments`` and its submodules, noting every attempt."""
+
+    def __init__(self) -> None:
+        self.attempts: list[str] = []
+
+    def find_spec(self, fullname: str, path: Any = None, target: Any = None) -> None:
+        if fullname == PACKAGE or fullname.startswith(PACKAGE + "."):
+            self.attempts.append(fullname)
+            message = f"No module named {fullname!r}: the manifest-only runtime has no such package"
+            raise ModuleNotFoundError(message, name=fullname)
+        return None
+
+
+@contextlib.contextmanager
+def without_the_package(allow_custom_code: bool = False) -> Iterator[HidePackage]:
+    """This process as the manifest-only runtime (or the Connector Builder) sees it, for tests that
+    run the CDK in process: importing the package fails, and neither the package's modules nor the
+    components module it registers under the injected names are loaded, so only the injected text
+    can answer for them. With ``allow_custom_code``, ``AIRBYTE_ENABLE_UNSAFE_CODE=true``. All
+    restored afterwards, so the package's tests that follow see the process as it was."""
+    saved_package = {name: module for name, module in sys.modules.items() if name == PACKAGE or name.startswith(PACKAGE + ".")}
+    saved_registered = {name: sys.modules[name] for name in REGISTERED if name in sys.modules}
+    saved_unsafe = os.environ.get(UNSAFE_CODE)
+    for name in [*saved_package, *saved_registered]:
+        del sys.modules[name]
+    hide = HidePackage()
+    sys.meta_path.insert(0, hide)
+    if allow_custom_code:
+        os.environ[UNSAFE_CODE] = "true"
+    try:
+        yield hide
+    finally:
+        sys.meta_path.remove(hide)
+        sys.modules.update(saved_package)
+        for name in REGISTERED:
+            sys.modules.pop(name, None)
+        sys.modules.update(saved_registered)
+        if saved_unsafe is None:
+            os.environ.pop(UNSAFE_CODE, None)
+        else:
+            os.environ[UNSAFE_CODE] = saved_unsafe
+
 
 # Runs first in the subprocess: hide the package, then hand over to the mode's code.
 _BOOTSTRAP = """

@@ -9,7 +9,7 @@ config holds the manifest (``__injected_declarative_manifest``), ``components.py
 ``__command: test_read`` and the limits (``__test_read_config``), as the platform sends them, with
 ``AIRBYTE_ENABLE_UNSAFE_CODE=true``. It runs in this process (a subprocess would spend three seconds
 importing the CDK per read), with the ``source_klaviyo_segments`` package hidden and the modules the
-CDK registers for injected code restored afterwards, as ``test_declarative_standard_suite.py`` does.
+CDK registers for injected code restored afterwards (``manifest_only.without_the_package``).
 
 Who holds which limit (airbyte-cdk 7.39.1): the CDK caps the slices of every stream
 (``StreamSlicerBuilderReadDecorator``) and the pages of the paginators it builds
@@ -24,11 +24,8 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import importlib.abc
 import json
-import os
 import re
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,7 +38,7 @@ from airbyte_cdk.connector_builder.main import handle_request
 from integration_tests.conftest import catalog_entry, config_for
 from integration_tests.emulator import Emulator, EmulatorConfig
 from integration_tests.emulator.server import CallRecord
-from integration_tests.manifest_only import PACKAGE, injected
+from integration_tests.manifest_only import HidePackage, injected, without_the_package
 
 # 250 segments, listed 100 a page (3 pages of GET /api/segments, within the Builder's default page
 # limit of 5), so that each window asks in 3 batches: 100 + 100 + 50 ids. From 2023-06-01 to
@@ -71,10 +68,6 @@ CONFIG = {
 MODES = {"segment_series": "incremental", "segment_values": "full_refresh", "segments": "full_refresh"}
 ALL_OF_IT = {"max_records": 10_000, "max_pages_per_slice": 5, "max_slices": 5}
 
-# What the CDK registers for injected code, and the switch that allows it.
-REGISTERED = ("components", "source_declarative_manifest.components", "source_declarative_manifest")
-UNSAFE_CODE = "AIRBYTE_ENABLE_UNSAFE_CODE"
-
 
 @dataclass
 class BuilderRead:
@@ -97,40 +90,9 @@ class BuilderRead:
         return [record for page in self.pages for record in page["records"]]
 
 
-class HidePackage(importlib.abc.MetaPathFinder):
-    def __init__(self) -> None:
-        self.attempts: list[str] = []
-
-    def find_spec(self, fullname: str, path: Any = None, target: Any = None) -> None:
-        if fullname == PACKAGE or fullname.startswith(PACKAGE + "."):
-            self.attempts.append(fullname)
-            raise ModuleNotFoundError(f"No module named {fullname!r}: the Builder has no such package", name=fullname)
-        return None
-
-
-@contextlib.contextmanager
-def as_in_the_builder() -> Iterator[HidePackage]:
+def as_in_the_builder() -> contextlib.AbstractContextManager[HidePackage]:
     """This process as the Builder's: no package, custom code allowed; restored afterwards."""
-    saved_package = {name: module for name, module in sys.modules.items() if name == PACKAGE or name.startswith(PACKAGE + ".")}
-    saved_registered = {name: sys.modules[name] for name in REGISTERED if name in sys.modules}
-    saved_unsafe = os.environ.get(UNSAFE_CODE)
-    for name in saved_package:
-        del sys.modules[name]
-    hide = HidePackage()
-    sys.meta_path.insert(0, hide)
-    os.environ[UNSAFE_CODE] = "true"
-    try:
-        yield hide
-    finally:
-        sys.meta_path.remove(hide)
-        sys.modules.update(saved_package)
-        for name in REGISTERED:
-            sys.modules.pop(name, None)
-        sys.modules.update(saved_registered)
-        if saved_unsafe is None:
-            os.environ.pop(UNSAFE_CODE, None)
-        else:
-            os.environ[UNSAFE_CODE] = saved_unsafe
+    return without_the_package(allow_custom_code=True)
 
 
 @pytest.fixture(scope="module")

@@ -11,13 +11,11 @@ manifest-only runtime. ``test_manifest_only.py`` runs the same files through the
 
 from __future__ import annotations
 
-import importlib.abc
 import json
 import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from airbyte_cdk.test.models import ConnectorTestScenario
@@ -26,7 +24,7 @@ from boltons.typeutils import classproperty
 
 from integration_tests.conftest import NOW
 from integration_tests.emulator import Emulator, EmulatorConfig
-from integration_tests.manifest_only import COMPONENTS, MANIFEST, PACKAGE, run_manifest_only
+from integration_tests.manifest_only import COMPONENTS, MANIFEST, PACKAGE, HidePackage, run_manifest_only, without_the_package
 
 ROOT = Path(__file__).resolve().parents[1]
 ACCEPTANCE = ROOT / "integration_tests" / "acceptance"
@@ -38,23 +36,6 @@ WORKER = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
 PORT = 18780 + int(WORKER.removeprefix("gw") or 0)
 BASE_URL = f"http://127.0.0.1:{PORT}"
 
-# What the suite changes in this process: the injected module registers itself under both names,
-# and create_connector sets the variable that allows custom code. Restored afterwards, so the
-# package's tests that follow see the process as it was.
-REGISTERED = ("components", "source_declarative_manifest.components", "source_declarative_manifest")
-UNSAFE_CODE = "AIRBYTE_ENABLE_UNSAFE_CODE"
-
-
-class HidePackage(importlib.abc.MetaPathFinder):
-    def __init__(self) -> None:
-        self.attempts: list[str] = []
-
-    def find_spec(self, fullname: str, path: Any = None, target: Any = None) -> None:
-        if fullname == PACKAGE or fullname.startswith(PACKAGE + "."):
-            self.attempts.append(fullname)
-            raise ModuleNotFoundError(f"No module named {fullname!r}: the manifest-only form has no such package", name=fullname)
-        return None
-
 
 @pytest.fixture(scope="module", autouse=True)
 def klaviyo() -> Iterator[Emulator]:
@@ -63,28 +44,10 @@ def klaviyo() -> Iterator[Emulator]:
 
 
 @pytest.fixture(scope="module", autouse=True)
-def without_the_package() -> Iterator[HidePackage]:
-    saved_package = {name: module for name, module in sys.modules.items() if name == PACKAGE or name.startswith(PACKAGE + ".")}
-    saved_registered = {name: sys.modules[name] for name in REGISTERED if name in sys.modules}
-    saved_unsafe = os.environ.get(UNSAFE_CODE)
-    # The package registers its own components module as source_declarative_manifest.components:
-    # gone too, so that only the injected text can answer for it.
-    for name in [*saved_package, *saved_registered]:
-        del sys.modules[name]
-    hide = HidePackage()
-    sys.meta_path.insert(0, hide)
-    try:
+def package_hidden() -> Iterator[HidePackage]:
+    # create_connector sets AIRBYTE_ENABLE_UNSAFE_CODE itself; the helper restores it afterwards.
+    with without_the_package() as hide:
         yield hide
-    finally:
-        sys.meta_path.remove(hide)
-        sys.modules.update(saved_package)
-        for name in REGISTERED:
-            sys.modules.pop(name, None)
-        sys.modules.update(saved_registered)
-        if saved_unsafe is None:
-            os.environ.pop(UNSAFE_CODE, None)
-        else:
-            os.environ[UNSAFE_CODE] = saved_unsafe
     assert hide.attempts == [], f"the injected components reached for the package: {hide.attempts}"
 
 
