@@ -21,7 +21,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Callable, Collection, Iterable, Iterator, Sequence
+from typing import Any, Collection, Iterable, Iterator, Sequence
 
 try:
     import orjson
@@ -121,11 +121,6 @@ def fits(interval: str, start: dt.datetime, end: dt.datetime, timezone: str | No
     return timezone is None or elapsed(start, last, timezone) <= CAPS[interval]
 
 
-def holds_fall_back(interval: str, start: dt.datetime, end: dt.datetime, timezone: str | None) -> bool:
-    """A window that fits the cap in wall time but not in elapsed time in ``timezone``."""
-    return timezone is not None and fits(interval, start, end, None) and not fits(interval, start, end, timezone)
-
-
 def margin_step(interval: str, value: dt.datetime) -> dt.datetime:
     """The next window start when the zone is unknown (any zone possible): Klaviyo's caps of 7 days
     (hourly) and 60 days (daily) less one bucket, so a window holding a fall-back still fits
@@ -193,36 +188,23 @@ def connector_first_window(interval: str, start: dt.datetime) -> dt.datetime:
     return first
 
 
-def _plan(first: dt.datetime, end: dt.datetime,
-          step: Callable[[dt.datetime], dt.datetime]) -> list[tuple[dt.datetime, dt.datetime]]:
-    planned, at = [], first
+def connector_windows(interval: str, start: dt.datetime, end: dt.datetime,
+                      timezone: str | None = None) -> list[tuple[dt.datetime, dt.datetime]]:
+    """The report windows the connector's documented rule gives, from ``connector_first_window`` on.
+    Hourly and daily with the zone known: each window as long as fits the cap both in wall time and
+    in elapsed time in ``timezone`` (``longest_window_end``): the full cap (7 days, 60 days), one bucket
+    less for the one window holding a fall-back, the next window going on from where it stopped; that is
+    ``windows``'s greedy plan. Without the zone, the margin step (167 hours, 59 days) for every window.
+    Weekly 52 weeks and monthly 11 months in both modes."""
+    planned, at = [], connector_first_window(interval, start)
     while at < end:
-        following = min(step(at), end)
+        if interval in ("hourly", "daily") and timezone is not None:
+            following = longest_window_end(interval, at, end, timezone)
+        else:
+            following = min(margin_step(interval, at), end)
         planned.append((at, following))
         at = following
     return planned
-
-
-def full_cap_holds_fall_back(interval: str, start: dt.datetime, end: dt.datetime, timezone: str | None) -> bool:
-    """Whether a window of [first window, end) planned with the full cap (7 days, 60 days) would hold a
-    fall-back in ``timezone``: the case where the connector's rule keeps the margin for the whole sync."""
-    if interval not in ("hourly", "daily") or timezone is None:
-        return False
-    planned = _plan(connector_first_window(interval, start), end, lambda at: at + CAPS[interval])
-    return any(holds_fall_back(interval, a, b, timezone) for a, b in planned)
-
-
-def connector_windows(interval: str, start: dt.datetime, end: dt.datetime,
-                      timezone: str | None = None) -> list[tuple[dt.datetime, dt.datetime]]:
-    """The windows the connector's documented rule gives: one step for the whole sync. Hourly and
-    daily take the full cap (7 days, 60 days) when the zone is known and no window planned with it
-    over [first bucket, end) holds a fall-back; otherwise the margin step (167 hours, 59 days)
-    everywhere. Weekly 52 weeks, monthly 11 months. This can take one window more than ``windows``."""
-    first = connector_first_window(interval, start)
-    if interval in ("hourly", "daily") and timezone is not None \
-            and not full_cap_holds_fall_back(interval, start, end, timezone):
-        return _plan(first, end, lambda at: at + CAPS[interval])
-    return _plan(first, end, lambda at: margin_step(interval, at))
 
 
 def connector_calls(segments: int, interval: str, start: dt.datetime, end: dt.datetime,
