@@ -690,7 +690,7 @@ def report_window_end(start: dt.datetime, end: dt.datetime, step: str, timezone:
 
 def report_windows(
     start: dt.datetime, end: dt.datetime, step: str, timezone: str | None
-) -> list[tuple[dt.datetime, dt.datetime]]:
+) -> Iterator[tuple[dt.datetime, dt.datetime]]:
     """The ``[start, end)`` windows the series report calls ask for, one after the other, each as
     long as ``report_window_end`` allows: the fewest that fit Klaviyo's caps.
 
@@ -699,12 +699,10 @@ def report_windows(
     [('2024-10-30T00:00:00', '2024-11-05T23:00:00'), ('2024-11-05T23:00:00', '2024-11-12T23:00:00'),
      ('2024-11-12T23:00:00', '2024-11-13T00:00:00')]
     """
-    windows = []
     while start < end:
         window_end = report_window_end(start, end, step, timezone)
-        windows.append((start, window_end))
+        yield start, window_end
         start = window_end
-    return windows
 
 
 def lookback_duration(interval: str, days: int) -> str:
@@ -1112,9 +1110,10 @@ class SegmentBatchRetriever(SimpleRetriever):
         series_end = max(wall_time(derived["series_end"]) + ONE_SECOND, end)
         calls: list[tuple[Mapping[str, Any], list[str]]] = []
         at = read_ahead[1] if read_ahead is not None and read_ahead[0] == start else wall_time(start)
-        while at < end:
-            window_end = report_window_end(at, series_end, derived["series_step"], derived.get("timezone"))
-            window = {"start_time": format_wall_time(at), "end_time": format_wall_time(window_end - ONE_SECOND)}
+        for window_start, window_end in report_windows(at, series_end, derived["series_step"], derived.get("timezone")):
+            if window_start >= end:
+                break
+            window = {"start_time": format_wall_time(window_start), "end_time": format_wall_time(window_end - ONE_SECOND)}
             calls.extend((window, batch) for batch in self._batches_until(window_end))
             at = window_end
         return calls, at
