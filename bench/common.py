@@ -487,12 +487,12 @@ def read_output(path: Path, stream: str = "segment_series", keep_rows: bool = Fa
 
 
 class EmulatorProcess:
-    """``python -m integration_tests.emulator`` in its own process, so a profile of the connector
+    """``python -m klaviyo_emulator`` in its own process, so a profile of the connector
     sees only the connector. Stopped with SIGTERM to its own pid."""
 
     def __init__(self, segments: int, now: dt.datetime = NOW, extra: list[str] | None = None) -> None:
         self.segments = segments
-        self.args = [sys.executable, "-m", "integration_tests.emulator", "--port", "0", "--segments", str(segments),
+        self.args = [sys.executable, "-m", "klaviyo_emulator", "--port", "0", "--segments", str(segments),
                      "--now", now.strftime(WALL), *(extra or [])]
         self.proc: subprocess.Popen[str] | None = None
         self.base_url = ""

@@ -3,7 +3,7 @@
 The CDK reads partitions (HTTP, extraction, filtering) in a worker thread and serializes messages
 in the main thread; pyinstrument and a plain ``cProfile.run`` only see the thread they start in, so
 each thread gets its own ``cProfile.Profile`` and the stats are merged per thread role. The emulator
-must run in another process (``python -m integration_tests.emulator``): this profile then sees only
+must run in another process (``python -m klaviyo_emulator``): this profile then sees only
 the connector. stdout (the Airbyte messages) goes wherever the caller points it.
 
     python -m bench.profile_read --summary /tmp/profile.json -- read --config c.json --catalog k.json > out.jsonl

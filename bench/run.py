@@ -203,7 +203,7 @@ class Bench:
     # -- 1. report calls -------------------------------------------------------------------------
 
     def calls(self) -> None:
-        from integration_tests.emulator import Emulator, EmulatorConfig
+        from klaviyo_emulator import Emulator, EmulatorConfig
 
         rows = []
         results: list[dict[str, Any]] = []
@@ -562,7 +562,7 @@ class Bench:
             "",
             f"Workload: {workload.segments:,} segments, `{workload.interval}`, {workload.range_text()} "
             f"({workload.rows:,} rows, {workload.minimum} report calls), `segment_series` only. The emulator runs in its",
-            "own process (`python -m integration_tests.emulator`) and is warmed up by a first ceiling pass (a cold",
+            "own process (`python -m klaviyo_emulator`) and is warmed up by a first ceiling pass (a cold",
             "emulator builds its data on first use). The",
             "ceiling (`bench/ceiling.py`) lists the segments with the same paged GET, sends the same report calls",
             "(same windows, batches of 100, bodies and headers) with `requests`, parses the JSON and writes the same",
@@ -710,7 +710,7 @@ class Bench:
     # -- 3. memory ----------------------------------------------------------------------------------
 
     def memory(self) -> None:
-        from integration_tests.emulator import Emulator, EmulatorConfig
+        from klaviyo_emulator import Emulator, EmulatorConfig
 
         segments, start = 100, dt.datetime(2023, 6, 1)
         rows = []
@@ -757,7 +757,7 @@ class Bench:
     # -- 4. start-up --------------------------------------------------------------------------------
 
     def startup(self) -> None:
-        from integration_tests.emulator import Emulator, EmulatorConfig
+        from klaviyo_emulator import Emulator, EmulatorConfig
 
         scratch = self.scratch("startup")
         results: dict[str, list[float]] = {"spec": [], "discover": []}
@@ -811,7 +811,7 @@ class Bench:
         """One read against the emulator enforcing ``RateLimits.klaviyo(time_scale)``; the span from the first
         to the last report call (CallRecord.at, the emulator's monotonic clock) against the ideal the fixed
         windows allow (``ideal_call_times``, counted from the window of the first call)."""
-        from integration_tests.emulator import Emulator, EmulatorConfig, RateLimits
+        from klaviyo_emulator import Emulator, EmulatorConfig, RateLimits
 
         limits = RateLimits.klaviyo(time_scale=time_scale)
         created = time.monotonic()  # the emulator's default clock; its limiter's origin is read below
@@ -894,7 +894,7 @@ class Bench:
 
     def peer(self) -> None:
         from bench.peer import run_peer
-        from integration_tests.emulator import Emulator, EmulatorConfig, RateLimits
+        from klaviyo_emulator import Emulator, EmulatorConfig, RateLimits
 
         workload = PACE_SCALED
         limits = RateLimits.klaviyo(time_scale=TIME_SCALE)

@@ -59,7 +59,7 @@ def port_problem(error: OSError, port: int) -> str:
 @contextlib.contextmanager
 def demo_klaviyo(port: int = 0) -> Iterator[dict[str, Any]]:
     """The local Klaviyo emulator (on `port`; 0 = a free one), and a config pointing at it."""
-    from integration_tests.emulator import Emulator, EmulatorConfig
+    from klaviyo_emulator import Emulator, EmulatorConfig
 
     try:
         emulator = Emulator(EmulatorConfig(segments=DEMO_SEGMENTS, port=port)).start()

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from integration_tests.emulator import Emulator, EmulatorConfig
+from klaviyo_emulator import Emulator, EmulatorConfig
 
 NOW = dt.datetime(2025, 3, 1, 12, 0)
 

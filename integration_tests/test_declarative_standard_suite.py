@@ -23,8 +23,8 @@ from airbyte_cdk.test.standard_tests.declarative_sources import DeclarativeSourc
 from boltons.typeutils import classproperty
 
 from integration_tests.conftest import NOW
-from integration_tests.emulator import Emulator, EmulatorConfig
 from integration_tests.manifest_only import COMPONENTS, MANIFEST, PACKAGE, HidePackage, run_manifest_only, without_the_package
+from klaviyo_emulator import Emulator, EmulatorConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 ACCEPTANCE = ROOT / "integration_tests" / "acceptance"

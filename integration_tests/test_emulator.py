@@ -1,4 +1,4 @@
-"""Tests of the local Klaviyo emulator itself (integration_tests.emulator), over real HTTP.
+"""Tests of the local Klaviyo emulator itself (klaviyo_emulator), over real HTTP.
 
 No test sleeps: rate-limit windows run on an injected fake clock.
 """
@@ -23,7 +23,7 @@ import requests
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from integration_tests.emulator import Emulator, EmulatorConfig, Faults, RateLimits
+from klaviyo_emulator import Emulator, EmulatorConfig, Faults, RateLimits
 
 NOW = datetime(2025, 3, 1, 12, 0)
 KEY = "pk_emulator_key"
@@ -728,7 +728,7 @@ def test_admin_endpoints(fresh: Emulator) -> None:
 def test_cli_serves_until_sigterm() -> None:
     root = Path(__file__).resolve().parents[1]
     process = subprocess.Popen(
-        [sys.executable, "-m", "integration_tests.emulator", "--port", "0", "--segments", "12",
+        [sys.executable, "-m", "klaviyo_emulator", "--port", "0", "--segments", "12",
          "--api-key", "pk_cli", "--now", "2025-03-01T12:00:00", "--klaviyo-limits", "--time-scale", "60"],
         cwd=root, stdout=subprocess.PIPE, text=True)
     try:
@@ -1135,7 +1135,7 @@ def test_config_rejects_unknown_modes() -> None:
 
 
 def test_cli_flags_map_to_config() -> None:
-    from integration_tests.emulator.__main__ import build_parser, config_from_args
+    from klaviyo_emulator.__main__ import build_parser, config_from_args
 
     defaults = config_from_args(build_parser().parse_args([]))
     assert (defaults.require_offset, defaults.cap_mode, defaults.accounts_scope, defaults.week_start,
@@ -1160,7 +1160,7 @@ def test_cli_busy_port_is_one_sentence_and_exit_2() -> None:
         holder.bind(("127.0.0.1", 0))
         holder.listen()
         port = holder.getsockname()[1]
-        result = subprocess.run([sys.executable, "-m", "integration_tests.emulator", "--port", str(port)],
+        result = subprocess.run([sys.executable, "-m", "klaviyo_emulator", "--port", str(port)],
                                 cwd=root, capture_output=True, text=True, timeout=30)
     assert result.returncode == 2
     assert result.stdout == ""

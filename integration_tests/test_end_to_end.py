@@ -14,7 +14,7 @@ from openapi_client.models.segment_series_request_dto import SegmentSeriesReques
 from openapi_client.models.segment_values_request_dto import SegmentValuesRequestDTO
 
 from integration_tests.conftest import config_for, run_connector
-from integration_tests.emulator import Emulator
+from klaviyo_emulator import Emulator
 
 STATISTICS = ("total_members", "members_added", "members_removed", "net_members_changed")
 
@@ -131,7 +131,7 @@ def test_check_spec_and_discover(emulator: Emulator, tmp_path: Path) -> None:
 
 
 def test_the_api_key_never_leaves_the_process_even_when_klaviyo_echoes_it(emulator: Emulator, tmp_path: Path) -> None:
-    from integration_tests.emulator import Faults
+    from klaviyo_emulator import Faults
 
     emulator.set_faults(Faults(echo_request_in_errors=True))
     secret = "pk_leaky_secret_0c7e1d"  # not the emulator's key: every call is answered 401, echoing it
@@ -146,7 +146,7 @@ def test_the_api_key_never_leaves_the_process_even_when_klaviyo_echoes_it(emulat
 def test_a_two_year_backfill_of_1000_segments_created_over_it_asks_only_about_existing_segments(tmp_path: Path) -> None:
     from zoneinfo import ZoneInfo
 
-    from integration_tests.emulator import EmulatorConfig
+    from klaviyo_emulator import EmulatorConfig
 
     start, end = dt.datetime(2023, 6, 1), dt.datetime(2025, 6, 1)
     zone = ZoneInfo("America/New_York")

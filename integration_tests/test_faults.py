@@ -34,8 +34,8 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from integration_tests.conftest import NOW, catalog_entry, config_for, connector_command, run_connector
-from integration_tests.emulator import Emulator, EmulatorConfig, Faults, RateLimits
 from integration_tests.test_end_to_end import series_by_key
+from klaviyo_emulator import Emulator, EmulatorConfig, Faults, RateLimits
 from source_klaviyo_segments import SourceKlaviyoSegments
 from source_klaviyo_segments.components import config_problem, prepare_config
 from unit_tests.klaviyo_mock import SPEC

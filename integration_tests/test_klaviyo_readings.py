@@ -20,7 +20,7 @@ from openapi_client.models.segment_series_request_dto import SegmentSeriesReques
 from openapi_client.models.segment_values_request_dto import SegmentValuesRequestDTO
 
 from integration_tests.conftest import Run, config_for, run_connector
-from integration_tests.emulator import Emulator, EmulatorConfig
+from klaviyo_emulator import Emulator, EmulatorConfig
 from unit_tests.published import FORMATS_CHECKED, request_body_errors
 
 NOW = dt.datetime(2025, 3, 1, 12, 0)  # the emulator's "now" (company wall time) where it is fixed

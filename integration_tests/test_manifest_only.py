@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 
 from integration_tests.conftest import NOW, Run, config_for, run_connector
-from integration_tests.emulator import Emulator, EmulatorConfig
 from integration_tests.manifest_only import ManifestOnlyRun, probe_package_import, run_manifest_only
+from klaviyo_emulator import Emulator, EmulatorConfig
 
 ALL_STREAMS = [("segments", "full_refresh"), ("segment_values", "full_refresh"), ("segment_series", "incremental")]
 # 105 segments: two report batches (100 + 5) and 11 pages of GET /api/segments (10 a page). Created

@@ -17,7 +17,7 @@ import subprocess
 from pathlib import Path
 
 from integration_tests.conftest import catalog_entry, config_for, connector_command, run_connector
-from integration_tests.emulator import Emulator, EmulatorConfig
+from klaviyo_emulator import Emulator, EmulatorConfig
 
 START, END = dt.date(2024, 1, 1), dt.date(2025, 2, 4)  # 400 days
 SEGMENTS = 250

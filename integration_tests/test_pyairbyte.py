@@ -18,7 +18,7 @@ import duckdb  # noqa: E402
 
 from demo.duckdb_cache import DuckDBCacheWithTimeZones  # noqa: E402
 from integration_tests.conftest import config_for, connector_command  # noqa: E402
-from integration_tests.emulator import Emulator  # noqa: E402
+from klaviyo_emulator import Emulator  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -16,7 +16,7 @@ from airbyte_cdk.test.standard_tests import SourceTestSuiteBase
 from airbyte_cdk.test.state_builder import StateBuilder
 
 from integration_tests.conftest import NOW
-from integration_tests.emulator import Emulator, EmulatorConfig
+from klaviyo_emulator import Emulator, EmulatorConfig
 from source_klaviyo_segments import SourceKlaviyoSegments
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import pytest
 import requests
 
-from integration_tests.emulator.ratelimit import REPORT_BUCKET, FixedWindowLimiter, RateLimits
+from klaviyo_emulator.ratelimit import REPORT_BUCKET, FixedWindowLimiter, RateLimits
 from source_klaviyo_segments.components import ReportPacer, RetryAfterBackoff
 
 REPORT_URL = "https://a.klaviyo.com/api/segment-series-reports"

@@ -1,6 +1,6 @@
 """Test-only local emulator of Klaviyo's segment reporting API (pipeline: server.py; data: data.py).
 
-    from integration_tests.emulator import Emulator, EmulatorConfig, RateLimits, Faults
+    from klaviyo_emulator import Emulator, EmulatorConfig, RateLimits, Faults
     with Emulator(EmulatorConfig(segments=25, now=datetime(2025, 3, 1, 12))) as emu:
         requests.post(f"{emu.base_url}/api/segment-series-reports/", ...)
 

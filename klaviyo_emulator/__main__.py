@@ -1,6 +1,6 @@
 """CLI: serve the emulator until SIGINT/SIGTERM.
 
-python -m integration_tests.emulator --port 8765 --segments 250 --now 2025-03-01T12:00:00 \
+python -m klaviyo_emulator --port 8765 --segments 250 --now 2025-03-01T12:00:00 \
     --klaviyo-limits --time-scale 60 --burst-time-scale 1 --fail-rate 0.15 --drop-rate 0.05 --seed 7
 
 --port 0 picks a free port; the startup line names it. A busy port is one sentence on stderr and
@@ -25,7 +25,7 @@ from .server import Emulator
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m integration_tests.emulator", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m klaviyo_emulator", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
