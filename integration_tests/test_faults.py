@@ -246,7 +246,8 @@ def test_503s_and_dropped_connections_are_retried_without_losing_or_repeating_a_
 # Klaviyo's full daily cap: the emulator lets the connector read the account's timezone, and the
 # range below holds no daylight-saving fall-back.
 DAILY_WINDOW = dt.timedelta(days=60)
-MALFORMED_START, MALFORMED_END = dt.datetime(2024, 6, 1), dt.datetime(2024, 10, 29)  # 3 windows x 2 batches
+# 180 days without a fall-back: the fewest calls are 3 full windows x 2 batches, the only 3 that cover it.
+MALFORMED_START, MALFORMED_END = dt.datetime(2024, 3, 15), dt.datetime(2024, 9, 11)
 FAILING_WINDOW = MALFORMED_START + DAILY_WINDOW  # the second window; its second batch (50 segments) is damaged
 
 
@@ -304,7 +305,7 @@ def test_a_malformed_report_stops_the_stream(tmp_path: Path) -> None:
 
 
 def test_the_daily_quota_ends_the_sync_with_its_finished_windows_and_the_next_sync_finishes(tmp_path: Path) -> None:
-    start, end = dt.datetime(2024, 6, 1), dt.datetime(2024, 12, 18)  # 4 windows x 2 batches
+    start, end = MALFORMED_START, MALFORMED_END  # 3 full windows x 2 batches
     # Three report calls a "day": window 1 (two batches) and window 2's first batch get through,
     # the fourth call is told to come back in ~24 h. Burst and steady limits do not bind.
     limits = RateLimits(burst=1000, steady=1000, daily=3)
@@ -322,8 +323,7 @@ def test_the_daily_quota_ends_the_sync_with_its_finished_windows_and_the_next_sy
     assert quota and all(e["failure_type"] == "transient_error" for e in quota), first.errors()
     # The last STATE covers window 1 (read for both batches) and not window 2 (one batch only).
     last = first.of("STATE")[-1]["state"]
-    # Windows take Klaviyo's full 60 days (only the later one holding New York's 2024-11-03
-    # fall-back asks for a day less).
+    # Windows take Klaviyo's full 60 days.
     assert cursor_of(last) == start + DAILY_WINDOW - dt.timedelta(days=1)
     assert_rows_match_truth(first.records("segment_series"), truth)
     assert {k for k in truth if wall(k[1]) <= cursor_of(last)} <= set(series_by_key(first.records("segment_series")))

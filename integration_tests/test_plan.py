@@ -1,5 +1,5 @@
 """What a person sees before and during a sync: the plan (``plan`` and the start of ``read``), a
-progress line per window, and one sentence when the key is refused.
+progress line per report call (its place in the plan), and one sentence when the key is refused.
 
 The expected figures are worked out here from Klaviyo's published caps and limits, not taken
 from the connector: 250 segments are 3 batches of at most 100; 400 days at ``daily`` are 7
@@ -51,7 +51,7 @@ def test_plan_prints_the_cost_and_makes_no_report_call(tmp_path: Path) -> None:
     assert "about 10 minutes" in text and "9% of its 225-call daily quota" in text
 
 
-def test_read_logs_the_plan_first_then_a_progress_line_per_window_and_makes_the_planned_calls(tmp_path: Path) -> None:
+def test_read_logs_the_plan_first_then_a_progress_line_per_call_and_makes_the_planned_calls(tmp_path: Path) -> None:
     with emulator() as emu:
         config = config_for(emu, start_date=START.isoformat(), end_date=END.isoformat())
         run = run_connector(tmp_path, "read", config, [("segment_series", "incremental")], timeout=300)
@@ -63,10 +63,15 @@ def test_read_logs_the_plan_first_then_a_progress_line_per_window_and_makes_the_
     plan = [(i, text) for i, text in logs if text.startswith("Plan: ")]
     assert plan and all(i < first_record for i, _ in plan)
     assert any(f"{EXPECTED_CALLS} report calls" in text and "about 10 minutes" in text and "9%" in text for _, text in plan)
-    progress = [text for _, text in logs if text.startswith("segment_series: window ")]
-    assert len(progress) == 7, progress
-    assert progress[-1].startswith("segment_series: window 7 of 7") and f"{made} of {EXPECTED_CALLS} report calls" in progress[-1]
-    assert f"{len(run.records('segment_series')):,} rows" in progress[-1]
+    progress = [text for _, text in logs if text.startswith("segment_series: call ")]
+    assert [text.split(" (")[0] for text in progress] == [
+        f"segment_series: call {n} of {EXPECTED_CALLS}" for n in range(1, EXPECTED_CALLS + 1)
+    ]
+    assert all(i < first_record for i, text in plan)
+    # Each window asks in 3 batches of the 250 segments: 1-100, 101-200, 201-250.
+    batches = [text.split(", ")[1].split(")")[0] for text in progress[:3]]
+    assert batches == ["segments 1–100", "segments 101–200", "segments 201–250"]
+    assert progress[-1].endswith(f"{len(run.records('segment_series')):,} rows so far.")
 
 
 def test_a_refused_key_stops_the_read_with_one_sentence_and_no_report_call(tmp_path: Path) -> None:

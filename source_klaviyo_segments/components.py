@@ -8,22 +8,23 @@ code runs a module before registering it, and dataclasses would look it up).
 
 1. **Klaviyo's facts**: statistics, intervals, timeframe keys, window caps, each stated once.
 2. **Config**: ``config_problem`` says in one sentence why a config cannot be used;
-   ``prepare_config`` adds the derived settings the manifest reads (``config["_derived"]``);
-   ``PrepareSyncConfig`` (a ``CustomConfigTransformation``) runs both once per source, after asking
-   Klaviyo for the account's timezone, and creates the sync's pacer and report-call allowance;
-   ``RefuseConfigProblem`` (a validation strategy) refuses the config with that sentence.
-3. **Windows**: wall-time arithmetic in the account's timezone: bucket alignment, the cursor's
-   step and each report call's window (``report_window_end``: the full cap, one bucket less for a
-   window holding a DST fall-back), custom values timeframes, which segments a window asks about.
-4. **Requests**: ``SegmentBatchRetriever`` reads each of the cursor's windows once per batch of up
-   to 100 segments, with the report windows that cover it.
-5. **Rows**: ``SeriesRowExtractor`` / ``ValuesRowExtractor`` turn a report into rows;
+   ``prepare_config`` derives the settings the manifest reads (``config["_derived"]``, typed by
+   ``DerivedSettings``); ``PrepareSyncConfig`` (a ``CustomConfigTransformation``) runs it once per
+   source, after asking Klaviyo for the account's timezone; ``RefuseConfigProblem`` refuses with it.
+3. **Windows**: wall-time arithmetic in the account's timezone: buckets, caps in wall and elapsed
+   time, custom values timeframes, which segments exist by a window's end.
+4. **The plan**: ``plan_read`` decides every report call of a sync before the first one (the fewest
+   that Klaviyo's caps allow: ``plan_series_windows``), as ``ReportPlan``s: what ``plan`` prints,
+   what the read logs, and what the retriever carries out.
+5. **Requests**: ``SegmentBatchRetriever`` makes its stream's planned calls, partition by partition.
+6. **Rows**: ``SeriesRowExtractor`` / ``ValuesRowExtractor`` turn a report into rows;
    ``TimeframeFields`` stamps a values row; ``BucketWindowFilter`` keeps each bucket once.
-6. **Pacing and quota**: ``RetryAfterBackoff`` waits what a 429 asks (or ends the sync on the daily
-   quota); ``ReportPacer`` spaces report calls within Klaviyo's burst and steady limits;
-   ``ReportCallAllowance`` holds a sync to ``max_report_requests``.
+7. **Pacing**: ``RetryAfterBackoff`` waits what a 429 asks (or ends the sync on the daily quota);
+   ``ReportPacer`` spaces report calls within Klaviyo's burst and steady limits. The segment
+   listing is paced by the manifest's ``api_budget``.
 """
 
+import bisect
 import calendar
 import datetime as dt
 import logging
@@ -31,7 +32,7 @@ import math
 import re
 import threading
 import time
-from dataclasses import InitVar, dataclass, field
+from dataclasses import InitVar, dataclass, field, replace
 from typing import Any, Callable, Final, Iterable, Iterator, Mapping, MutableMapping, Sequence, Union
 from urllib.parse import urlparse
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -104,10 +105,17 @@ SERIES_WINDOW_STEP: Final = {
     "monthly": "P11M",
 }
 
-# Klaviyo's own caps: the step when the account's timezone is known (series_window_step), and
-# every report call's length but the one holding a fall-back (report_window_end). Weekly and
-# monthly keep SERIES_WINDOW_STEP.
+# Klaviyo's own caps in wall time, which windows may take when the account's timezone is known
+# (window_fits). Weekly and monthly keep SERIES_WINDOW_STEP.
 SERIES_WINDOW_CAP: Final = {"hourly": "P7D", "daily": "P60D"}
+# The same caps in elapsed time, which a window must also fit when the timezone shows where DST
+# changes fall (monthly's "52 weeks" is its documented cap; weekly's is the third parties' figure).
+SERIES_ELAPSED_CAP: Final = {
+    "hourly": dt.timedelta(days=7),
+    "daily": dt.timedelta(days=60),
+    "weekly": dt.timedelta(weeks=52),
+    "monthly": dt.timedelta(weeks=52),
+}
 
 # A custom values timeframe may span at most one year, read harshly as 365 days (a leap year's
 # 366 may be refused).
@@ -457,6 +465,55 @@ class RefuseConfigProblem(ValidationStrategy):
             raise AirbyteTracedException(message=str(value), internal_message=str(value), failure_type=FailureType.config_error)
 
 
+@dataclass(frozen=True)
+class DerivedSettings:
+    """``config["_derived"]``, typed: what ``prepare_config`` derived from the config once per
+    source, and every component reads (the manifest reads the same keys by name).
+
+    >>> settings = DerivedSettings.of({"_derived": {"timezone": "Asia/Tokyo", "series_start": "2024-01-01T00:00:00",
+    ...                                             "series_end": "2024-01-31T23:59:59"}})
+    >>> settings.timezone, settings.start, settings.end
+    ('Asia/Tokyo', datetime.datetime(2024, 1, 1, 0, 0), datetime.datetime(2024, 2, 1, 0, 0))
+    """
+
+    timezone: str | None = None
+    problem: str | None = None
+    series_start: str = format(FIRST_DATA_DAY, "%Y-%m-%dT%H:%M:%S")
+    series_end: str = format(FIRST_DATA_DAY, "%Y-%m-%dT%H:%M:%S")
+    series_step: str = "P1D"
+    series_lookback: str = "P1D"
+    values_timeframes: Sequence[Mapping[str, Any]] = ()
+
+    @classmethod
+    def of(cls, config: Mapping[str, Any]) -> "DerivedSettings":
+        derived = config.get(DERIVED)
+        if not isinstance(derived, Mapping):
+            return cls()
+        known = {key: value for key, value in derived.items() if key in cls.__dataclass_fields__ and value is not None}
+        return cls(**known)
+
+    @property
+    def start(self) -> dt.datetime:
+        """Where a first series sync starts (a bucket start, company wall time)."""
+        return wall_time(self.series_start)
+
+    @property
+    def end(self) -> dt.datetime:
+        """Where every series read ends, exclusive (company wall time)."""
+        return wall_time(self.series_end) + ONE_SECOND
+
+    def resumed_start(self, cursor: str | None) -> dt.datetime:
+        """Where a ``segment_series`` read starts: the saved cursor less the lookback, or the
+        configured start for a first sync (never before it).
+
+        >>> DerivedSettings(series_start="2024-01-01T00:00:00").resumed_start("2024-03-05T00:00:00")
+        datetime.datetime(2024, 3, 4, 0, 0)
+        """
+        if not cursor:
+            return self.start
+        return max(_add_step(wall_time(cursor), self.series_lookback, times=-1), self.start)
+
+
 # ---------------------------------------------------------------------------------------------
 # 3. Windows: pure wall-time arithmetic in the account's timezone.
 #
@@ -625,18 +682,6 @@ def _add_step(start: dt.datetime, step: str, times: int = 1) -> dt.datetime:
     return start + dt.timedelta(hours=hours)
 
 
-def resumed_series_start(derived: Mapping[str, Any], cursor: str | None) -> dt.datetime | None:
-    """Where a ``segment_series`` sync resumed from a saved ``date_time`` starts: the lookback
-    before it (``None`` for a first sync).
-
-    >>> resumed_series_start({"series_lookback": "P1D"}, "2024-03-05T00:00:00")
-    datetime.datetime(2024, 3, 4, 0, 0)
-    """
-    if not cursor:
-        return None
-    return _add_step(wall_time(cursor), derived["series_lookback"], times=-1)
-
-
 def elapsed(start: dt.datetime, end: dt.datetime, tz: ZoneInfo) -> dt.timedelta:
     """Real time between two company wall times; a repeated (fall-back) wall time is read the way
     that makes the span longest."""
@@ -649,60 +694,15 @@ def series_window_step(interval: str, timezone: str | None) -> str:
     """The manifest cursor's step for ``interval``, as an ISO 8601 duration: Klaviyo's full cap
     (7 days hourly, 60 days daily) when the account's timezone is known, else one bucket less.
 
-    The step cuts the *state's* windows (what a partition closes). What each report call asks for
-    is ``report_window_end``'s: the same window unless it holds a fall-back, which the timezone
-    shows. Without it any window might hold one, so every window keeps the margin.
+    The step cuts the *state's* windows (what a partition closes): as long as the longest report
+    call, so each holds the start of a call. What each call asks for is the plan's
+    (``plan_series_windows``).
 
     >>> series_window_step("hourly", "America/New_York"), series_window_step("hourly", None)
     ('P7D', 'PT167H')
     """
     cap = SERIES_WINDOW_CAP.get(interval)
     return cap if cap is not None and zone(timezone) is not None else SERIES_WINDOW_STEP[interval]
-
-
-# A full cap's step -> one bucket less: the step of a window that the full cap would stretch past
-# Klaviyo's cap in elapsed time (one holding a fall-back).
-_MARGIN_OF_CAP: Final = {cap: SERIES_WINDOW_STEP[interval] for interval, cap in SERIES_WINDOW_CAP.items()}
-
-
-def report_window_end(start: dt.datetime, end: dt.datetime, step: str, timezone: str | None) -> dt.datetime:
-    """Where a series report call starting at ``start`` ends (exclusive, at most ``end``): ``step``
-    on, unless that window would be longer than Klaviyo's cap in elapsed time (it holds a DST
-    fall-back in the account's timezone), then one bucket less. Klaviyo does not say whether it
-    measures its caps in wall or elapsed time, so every call fits both; only the window holding
-    the fall-back gives up its bucket, and the calls after it go on from where it stopped.
-
-    >>> report_window_end(dt.datetime(2024, 4, 1), dt.datetime(2024, 5, 1), "P7D", "America/New_York")
-    datetime.datetime(2024, 4, 8, 0, 0)
-    >>> report_window_end(dt.datetime(2024, 10, 30), dt.datetime(2024, 12, 1), "P7D", "America/New_York")
-    datetime.datetime(2024, 11, 5, 23, 0)
-    """
-    full = min(_add_step(start, step), end)
-    tz = zone(timezone)
-    margin = _MARGIN_OF_CAP.get(step)
-    if tz is None or margin is None:
-        return full
-    cap = _add_step(start, step) - start
-    if elapsed(start, full - ONE_SECOND, tz) <= cap:
-        return full
-    return min(_add_step(start, margin), end)
-
-
-def report_windows(
-    start: dt.datetime, end: dt.datetime, step: str, timezone: str | None
-) -> Iterator[tuple[dt.datetime, dt.datetime]]:
-    """The ``[start, end)`` windows the series report calls ask for, one after the other, each as
-    long as ``report_window_end`` allows: the fewest that fit Klaviyo's caps.
-
-    >>> [(a.isoformat(), b.isoformat()) for a, b in report_windows(
-    ...     dt.datetime(2024, 10, 30), dt.datetime(2024, 11, 13), "P7D", "America/New_York")]  # doctest: +NORMALIZE_WHITESPACE
-    [('2024-10-30T00:00:00', '2024-11-05T23:00:00'), ('2024-11-05T23:00:00', '2024-11-12T23:00:00'),
-     ('2024-11-12T23:00:00', '2024-11-13T00:00:00')]
-    """
-    while start < end:
-        window_end = report_window_end(start, end, step, timezone)
-        yield start, window_end
-        start = window_end
 
 
 def lookback_duration(interval: str, days: int) -> str:
@@ -886,8 +886,432 @@ def bucket_ended_before(date_time: str, interval: str, created: str | None, time
 
 
 # ---------------------------------------------------------------------------------------------
-# 4. Requests: each window (or values timeframe) once per batch of the segments that existed by
-#    its end.
+# 4. The plan: every report call a sync will make, decided before the first one, by pure functions.
+#    `plan`, the read's plan line, its progress lines and SegmentBatchRetriever use the same value.
+# ---------------------------------------------------------------------------------------------
+
+
+def series_windows(derived: "DerivedSettings", start: dt.datetime) -> list[tuple[dt.datetime, dt.datetime]]:
+    """The ``[start, end)`` wall-time windows ``segment_series``' cursor cuts from ``start`` (where
+    the sync starts: ``series_start``, or the saved state less the lookback), ``series_step`` at a time.
+    These are the state's units; the report calls are planned by ``plan_series_calls``.
+
+    >>> derived = DerivedSettings(series_start="2024-01-01T00:00:00", series_end="2024-04-09T23:59:59", series_step="P60D")
+    >>> [(a.date().isoformat(), b.date().isoformat()) for a, b in series_windows(derived, dt.datetime(2024, 1, 1))]
+    [('2024-01-01', '2024-03-01'), ('2024-03-01', '2024-04-10')]
+    """
+    end = derived.end
+    windows = []
+    while start < end:
+        window_end = min(_add_step(start, derived.series_step), end)
+        windows.append((start, window_end))
+        start = window_end
+    return windows
+
+
+def bucket_boundaries(start: dt.datetime, end: dt.datetime, interval: str) -> list[dt.datetime]:
+    """Where a series report window may start or end: ``start`` (a bucket start), each bucket start
+    after it, and ``end``. Weeks are counted from ``start`` (``first_series_bucket``), so every
+    boundary is a whole number of buckets on whichever day Klaviyo starts its weeks.
+
+    >>> [b.day for b in bucket_boundaries(dt.datetime(2024, 1, 1), dt.datetime(2024, 1, 3, 12), "daily")]
+    [1, 2, 3, 3]
+    """
+    unit = {"hourly": "PT1H", "daily": "P1D", "weekly": "P1W", "monthly": "P1M"}[interval]
+    boundaries, count = [start], 1
+    while boundaries[-1] < end:
+        boundaries.append(min(_add_step(start, unit, times=count), end))
+        count += 1
+    return boundaries
+
+
+def window_fits(start: dt.datetime, end: dt.datetime, interval: str, timezone: str | None) -> bool:
+    """Whether one series call may ask for ``[start, end)``: within Klaviyo's cap for ``interval`` in
+    wall time and, when the account's timezone is known, in elapsed time too (Klaviyo does not say
+    which it measures; a window holding a DST fall-back is an hour longer in elapsed time). Without
+    the timezone, hourly and daily windows keep a bucket of margin (``SERIES_WINDOW_STEP``).
+
+    >>> window_fits(dt.datetime(2024, 4, 1), dt.datetime(2024, 4, 8), "hourly", "America/New_York")
+    True
+    >>> window_fits(dt.datetime(2024, 10, 30), dt.datetime(2024, 11, 6), "hourly", "America/New_York")  # holds a fall-back
+    False
+    >>> window_fits(dt.datetime(2024, 4, 1), dt.datetime(2024, 4, 8), "hourly", None)
+    False
+    """
+    tz = zone(timezone)
+    if tz is None:
+        return end <= _add_step(start, SERIES_WINDOW_STEP[interval])
+    cap = SERIES_WINDOW_CAP.get(interval, SERIES_WINDOW_STEP[interval])
+    if end > _add_step(start, cap):
+        return False
+    return elapsed(start, end - ONE_SECOND, tz) < SERIES_ELAPSED_CAP[interval]
+
+
+def plan_series_windows(
+    boundaries: Sequence[dt.datetime],
+    segments_by: Callable[[dt.datetime], int],
+    batch_size: int,
+    fits: Callable[[dt.datetime, dt.datetime], bool],
+) -> list[tuple[dt.datetime, dt.datetime]]:
+    """The series windows that cover ``boundaries[0]`` to ``boundaries[-1]`` in the fewest report
+    calls: dynamic programming over window ends.
+
+    A window ``[b_i, b_j)`` costs ``ceil(segments_by(b_j) / batch_size)`` calls: it asks about the
+    segments that exist by its end, and that depends on its end only. With ``f(j)`` the fewest calls
+    that cover up to ``b_j``, ``f(j) = cost(j) + min f(i)`` over the starts ``i`` whose window fits.
+    ``f`` never decreases (cut the last window of a cover of ``b_(j+1)`` back to ``b_j``: it still
+    fits and costs no more), and the starts that fit an end are a run ``lo(j) .. j-1``, so the
+    minimum is ``f(lo(j))``: each window reaches back as far as the caps allow, and the plan is found
+    in one pass. Ties go to the plan whose windows are longest at the end of the range.
+
+    What it does not try, and why: windows of different lengths for different segments (old
+    segments in long windows, new ones in their own) could save calls, but every segment would need
+    a cursor of its own; the streams keep one shared cursor so that state is one date. Batches stay
+    ``batch_size`` ids of the oldest segments first, which for a given window is already the fewest.
+
+    >>> days = [dt.datetime(2024, 1, 1) + dt.timedelta(days=d) for d in range(5)]
+    >>> joined = {days[0]: 100, days[1]: 100, days[2]: 100, days[3]: 150, days[4]: 150}  # 50 segments join on day 3
+    >>> fits = lambda a, b: (b - a).days <= 3
+    >>> [(a.day, b.day) for a, b in plan_series_windows(days, lambda end: joined[end], 100, fits)]
+    [(1, 2), (2, 5)]
+    """
+    count = len(boundaries)
+    fewest = [0] * count
+    previous = [0] * count
+    lo = 0
+    for j in range(1, count):
+        while not fits(boundaries[lo], boundaries[j]):
+            lo += 1
+        if lo == j:
+            raise ValueError(f"no series window fits between {boundaries[j - 1]} and {boundaries[j]}")
+        previous[j] = lo
+        fewest[j] = math.ceil(segments_by(boundaries[j]) / batch_size) + fewest[lo]
+    windows = []
+    j = count - 1
+    while j > 0:
+        windows.append((boundaries[previous[j]], boundaries[j]))
+        j = previous[j]
+    return windows[::-1]
+
+
+def forward_windows(
+    boundaries: Sequence[dt.datetime], fits: Callable[[dt.datetime, dt.datetime], bool]
+) -> list[tuple[dt.datetime, dt.datetime]]:
+    """Windows from ``boundaries[0]`` on, each as long as ``fits`` allows: what a sync that
+    ``max_report_requests`` cuts short asks for, so that its calls take it as far as they can.
+
+    >>> days = [dt.datetime(2024, 1, d) for d in range(1, 8)]
+    >>> [(a.day, b.day) for a, b in forward_windows(days, lambda a, b: (b - a).days <= 4)]
+    [(1, 5), (5, 7)]
+    """
+    windows, i = [], 0
+    while i < len(boundaries) - 1:
+        j = i + 1
+        while j + 1 < len(boundaries) and fits(boundaries[i], boundaries[j + 1]):
+            j += 1
+        windows.append((boundaries[i], boundaries[j]))
+        i = j
+    return windows
+
+
+@dataclass(frozen=True)
+class ReportCall:
+    """One report call of a plan: its place in its stream (``number`` of the stream's calls), the
+    partition whose rows it gives (a cursor window's start, or a values timeframe's label), what it
+    asks for (a series window ``[window_start, window_end)`` in company wall time, or the values
+    timeframe), and which segments (``segment_ids``, the ``first_segment``-th of those the window asks
+    about onwards, oldest first)."""
+
+    number: int
+    partition: str
+    segment_ids: tuple[str, ...]
+    first_segment: int
+    window_start: dt.datetime | None = None
+    window_end: dt.datetime | None = None
+    values_timeframe: Mapping[str, Any] | None = None
+
+    def span(self) -> str:
+        if self.window_start is not None and self.window_end is not None:
+            return f"{format_wall_time(self.window_start)} → {format_wall_time(self.window_end)}"
+        return str((self.values_timeframe or {}).get("timeframe"))
+
+    def segments(self) -> str:
+        last = self.first_segment + len(self.segment_ids) - 1
+        return f"segment {self.first_segment}" if last == self.first_segment else f"segments {self.first_segment}–{last}"
+
+
+@dataclass(frozen=True)
+class ReportPlan:
+    """Every report call one stream will make in this sync, in order (``calls``), and how many of
+    them ``max_report_requests`` lets it make (``allowed``: whole partitions only, from the first).
+
+    ``start`` is where a series read starts and ``start_reason`` why (the configured start, or the
+    saved state less the lookback); both are ``None`` for values timeframes."""
+
+    stream: str
+    kind: str
+    segments: int
+    partitions: tuple[str, ...]
+    calls: tuple[ReportCall, ...]
+    allowed: int
+    start: dt.datetime | None = None
+    start_reason: str | None = None
+
+    def calls_of(self, partition: str) -> list[ReportCall]:
+        """The calls whose rows belong to ``partition`` (a cursor window's start, a timeframe's label)."""
+        return [call for call in self.calls if call.partition == partition]
+
+    def allowed_calls_of(self, partition: str) -> list[ReportCall]:
+        """The calls of ``partition`` that ``max_report_requests`` leaves room for."""
+        return [call for call in self.calls_of(partition) if call.number <= self.allowed]
+
+    def first_left_out(self) -> str | None:
+        """The partition where ``max_report_requests`` stops this sync, if it does."""
+        return next((call.partition for call in self.calls if call.number > self.allowed), None)
+
+    def describe(self) -> str:
+        what = "timeframe" if self.kind == VALUES_TIMEFRAMES else "window"
+        count, calls = len(self.partitions), len(self.calls)
+        line = (
+            f"{self.stream}: {self.segments:,} segments, {count:,} {what}{'s' if count != 1 else ''}, "
+            f"{calls:,} report call{'s' if calls != 1 else ''}"
+        )
+        if self.start is not None:
+            line += f", from {format_wall_time(self.start)} ({self.start_reason})"
+        return line + "."
+
+    def progress(self, call: ReportCall, rows: int) -> str:
+        """Where a read stands once ``call`` is answered: a position in this plan."""
+        return f"{self.stream}: call {call.number} of {len(self.calls)} ({call.span()}, {call.segments()}), {rows:,} rows so far."
+
+
+# What a report stream's partitions are (manifest.yaml, definitions.report_streams).
+VALUES_TIMEFRAMES: Final = "values_timeframes"
+SERIES_WINDOWS: Final = "series_windows"
+
+
+@dataclass(frozen=True)
+class ReportStream:
+    """A report stream as the plan sees it (``definitions.report_streams`` in the manifest): its
+    partitions (``values_timeframes`` or ``series_windows``) and whether it can resume from a saved
+    state when read incrementally (``resumable``); a stream that cannot is read whole or not at all."""
+
+    name: str
+    partitions: str
+    resumable: bool
+
+
+def report_streams(definition: Mapping[str, Mapping[str, Any]]) -> list[ReportStream]:
+    """The manifest's ``report_streams`` definition as ``ReportStream``s, in read order.
+
+    >>> report_streams({"segment_values": {"partitions": "values_timeframes", "resumable": False}})
+    [ReportStream(name='segment_values', partitions='values_timeframes', resumable=False)]
+    """
+    return [ReportStream(name, str(spec["partitions"]), bool(spec.get("resumable"))) for name, spec in definition.items()]
+
+
+def plan_series_calls(
+    derived: "DerivedSettings",
+    interval: str,
+    segments: Sequence[tuple[str, str | None]],
+    batch_size: int,
+    start: dt.datetime,
+    forward: bool = False,
+) -> list[tuple[str, dt.datetime, dt.datetime, list[list[str]]]]:
+    """``(partition, window_start, window_end, batches)`` of every series call window from ``start``:
+    the fewest calls (``plan_series_windows``), each window given to the cursor window that holds
+    its start. A window may read on past its cursor window's end: its rows are written with that
+    cursor window, every batch of them before it closes, so the state (the newest bucket written)
+    never passes a bucket some segment lacks, and the next cursor window's calls start where it stopped.
+    ``forward`` plans ``forward_windows`` instead (a sync that ``max_report_requests`` cuts short)."""
+    end = derived.end
+    if start >= end:
+        return []
+    # Oldest first (an unknown creation counts as the oldest), as plan_segment_batches orders them:
+    # the segments existing by any end are a prefix of this list.
+    oldest = dt.datetime.min.replace(tzinfo=dt.timezone.utc)
+    by_creation = sorted(((_instant(c) if c else None) or oldest, segment_id) for segment_id, c in segments)
+    created = [at.timestamp() for at, _ in by_creation]  # plain numbers: aware datetimes compare slowly
+    ids = [segment_id for _, segment_id in by_creation]
+
+    def segments_by(window_end: dt.datetime) -> int:
+        return bisect.bisect_left(created, latest_instant(window_end, derived.timezone).timestamp())
+
+    def fits(window_start: dt.datetime, window_end: dt.datetime) -> bool:
+        return window_fits(window_start, window_end, interval, derived.timezone)
+
+    boundaries = bucket_boundaries(start, end, interval)
+    cursor_starts = [window_start for window_start, _ in series_windows(derived, start)]
+    planned = []
+    windows = forward_windows(boundaries, fits) if forward else plan_series_windows(boundaries, segments_by, batch_size, fits)
+    for window_start, window_end in windows:
+        holder = cursor_starts[bisect.bisect_right(cursor_starts, window_start) - 1]
+        existing = ids[: segments_by(window_end)]
+        batches = [existing[i : i + batch_size] for i in range(0, len(existing), batch_size)]
+        planned.append((format_wall_time(holder), window_start, window_end, batches))
+    return planned
+
+
+def plan_report_stream(
+    stream: ReportStream,
+    derived: "DerivedSettings",
+    interval: str,
+    segments: Sequence[tuple[str, str | None]],
+    batch_size: int,
+    series_start: dt.datetime | None = None,
+    allowance: int | None = None,
+    forward: bool = False,
+) -> ReportPlan:
+    """Every call ``stream`` will make (see ``ReportPlan``). A series starts at ``series_start`` (the
+    cursor's first window: the configured start, or the saved state less the lookback), by default
+    the configured start; ``allowance`` is its share of ``max_report_requests`` (``None``: no limit).
+    A series read the allowance cuts short, or a ``forward`` one (a Connector Builder test read, where
+    each cursor window is a slice of its own), plans its windows forward (``forward_windows``).
+
+    >>> derived = DerivedSettings(series_start="2024-01-01T00:00:00", series_end="2025-02-03T23:59:59", series_step="P59D")
+    >>> plan = plan_report_stream(ReportStream("segment_series", SERIES_WINDOWS, True), derived, "daily",
+    ...                           [(f"S{n}", None) for n in range(250)], 100)
+    >>> len(plan.partitions), len(plan.calls), plan.calls[-1].segments()
+    (7, 21, 'segments 201–250')
+    """
+    plan_start = start_reason = None
+    windows: list[tuple[str, dt.datetime | None, dt.datetime | None, Mapping[str, Any] | None, list[list[str]]]]
+    if stream.partitions == VALUES_TIMEFRAMES:
+        partitions = [str(t["timeframe"]) for t in derived.values_timeframes]
+        windows = [
+            (str(t["timeframe"]), None, None, t, plan_segment_batches(segments, _values_end(t), derived.timezone, batch_size))
+            for t in derived.values_timeframes
+        ]
+    else:
+        plan_start = series_start or derived.start
+        start_reason = "the configured start" if plan_start <= derived.start else "the saved state less the lookback"
+        plan_start = max(plan_start, derived.start)
+        partitions = [format_wall_time(window_start) for window_start, _ in series_windows(derived, plan_start)]
+        series_calls = plan_series_calls(derived, interval, segments, batch_size, plan_start, forward)
+        if allowance is not None and sum(len(batches) for *_, batches in series_calls) > allowance:
+            # Cut short: the fewest calls for the whole range may start with a short window, which
+            # would get a sync with a small allowance nowhere; read forward as far as the calls go.
+            series_calls = plan_series_calls(derived, interval, segments, batch_size, plan_start, forward=True)
+        windows = [(partition, start, end, None, batches) for partition, start, end, batches in series_calls]
+    calls: list[ReportCall] = []
+    for partition, window_start, window_end, timeframe, batches in windows:
+        for index, batch in enumerate(batches):
+            calls.append(
+                ReportCall(len(calls) + 1, partition, tuple(batch), index * batch_size + 1, window_start, window_end, timeframe)
+            )
+    allowed = len(calls) if allowance is None else _whole_windows_within(calls, allowance)
+    return ReportPlan(
+        stream.name, stream.partitions, len(segments), tuple(partitions), tuple(calls), allowed, plan_start, start_reason
+    )
+
+
+def _values_end(timeframe: Mapping[str, Any]) -> dt.datetime | None:
+    """Where a values timeframe ends in company wall time (``None`` for a key, or when the timezone is unknown)."""
+    end = timeframe.get("timeframe_end")
+    return wall_time(end) if end else None
+
+
+def _whole_windows_within(calls: Sequence[ReportCall], allowance: int) -> int:
+    """How many calls from the first fit ``allowance`` without cutting a window in two: a window
+    read for some segments only would move the state past the others. A cursor window may stop
+    after any of its call windows: the state is the newest bucket written, which every segment has.
+
+    >>> calls = [ReportCall(n, "p", ("A",), 1, dt.datetime(2024, 1, w)) for n, w in enumerate([1, 1, 2, 2, 3], start=1)]
+    >>> _whole_windows_within(calls, 3), _whole_windows_within(calls, 4)
+    (2, 4)
+    """
+    allowed = 0
+    for index, call in enumerate(calls[:allowance]):
+        following = calls[index + 1] if index + 1 < len(calls) else None
+        if following is None or (following.partition, following.window_start, following.values_timeframe) != (
+            call.partition,
+            call.window_start,
+            call.values_timeframe,
+        ):
+            allowed = index + 1
+    return allowed
+
+
+def plan_read(
+    streams: Sequence[ReportStream],
+    modes: Mapping[str, str],
+    derived: "DerivedSettings",
+    interval: str,
+    segments: Sequence[tuple[str, str | None]],
+    batch_size: int,
+    max_report_requests: int | None,
+    series_start: dt.datetime | None = None,
+    forward: bool = False,
+) -> list[ReportPlan]:
+    """The plans of the report streams a sync reads (``modes``: the catalog's, stream -> sync mode),
+    sharing ``max_report_requests``: a stream read whole (it cannot resume, or it is read in full
+    refresh) is granted every call it needs, in read order, if they fit, else none (it then fails
+    rather than replace its table with part of it); a resumable stream read incrementally takes what
+    is left, whole windows from the first, and goes on from its state in the next sync.
+
+    >>> streams = report_streams({"segment_values": {"partitions": VALUES_TIMEFRAMES},
+    ...                           "segment_series": {"partitions": SERIES_WINDOWS, "resumable": True}})
+    >>> derived = DerivedSettings(series_start="2024-01-01T00:00:00", series_end="2024-06-28T23:59:59", series_step="P60D",
+    ...                           values_timeframes=[{"timeframe": "last_30_days"}])
+    >>> plans = plan_read(streams, {"segment_values": "full_refresh", "segment_series": "incremental"}, derived, "daily",
+    ...                   [(f"S{n}", None) for n in range(100)], 100, max_report_requests=4)
+    >>> [(plan.stream, len(plan.calls), plan.allowed) for plan in plans]
+    [('segment_values', 1, 1), ('segment_series', 4, 3)]
+    """
+    plans = []
+    left = max_report_requests
+    resumable = []
+    for stream in streams:
+        if stream.name not in modes:
+            continue
+        if stream.resumable and modes[stream.name] == "incremental":
+            resumable.append(stream)
+            continue
+        plan = plan_report_stream(stream, derived, interval, segments, batch_size, series_start, forward=forward)
+        granted = left is None or len(plan.calls) <= left
+        plans.append(plan if granted else replace(plan, allowed=0))
+        left = left if left is None or not granted else left - len(plan.calls)
+    for stream in resumable:
+        plan = plan_report_stream(stream, derived, interval, segments, batch_size, series_start, left, forward)
+        plans.append(plan)
+        left = left if left is None else left - plan.allowed
+    order = [stream.name for stream in streams]
+    return sorted(plans, key=lambda plan: order.index(plan.stream))
+
+
+def describe_plan(plans: Sequence[ReportPlan], max_report_requests: int | None = None) -> list[str]:
+    """The plan for a person: a line per stream, then the total, the time it takes at Klaviyo's
+    steady limit and its share of the daily quota.
+
+    >>> derived = DerivedSettings(series_start="2024-01-01T00:00:00", series_end="2025-02-03T23:59:59", series_step="P59D")
+    >>> plan = plan_report_stream(ReportStream("segment_series", SERIES_WINDOWS, True), derived, "daily",
+    ...                           [(f"S{n}", None) for n in range(250)], 100)
+    >>> for line in describe_plan([plan]):
+    ...     print(line)
+    segment_series: 250 segments, 7 windows, 21 report calls, from 2024-01-01T00:00:00 (the configured start).
+    In all: 21 report calls, about 10 minutes at Klaviyo's 2 report calls a minute, 9% of its 225-call daily quota.
+    """
+    total = sum(len(plan.calls) for plan in plans)
+    minutes = max(total - 1, 0) / REPORT_CALLS_PER_MINUTE
+    duration = f"about {minutes:.0f} minute{'s' if round(minutes) != 1 else ''}" if minutes >= 1 else "under a minute"
+    lines = [plan.describe() for plan in plans]
+    lines.append(
+        f"In all: {total:,} report call{'s' if total != 1 else ''}, {duration} at Klaviyo's {REPORT_CALLS_PER_MINUTE} "
+        f"report calls a minute, {total / DAILY_REPORT_QUOTA:.0%} of its {DAILY_REPORT_QUOTA}-call daily quota."
+    )
+    if total > DAILY_REPORT_QUOTA:
+        lines.append(
+            f"That is {math.ceil(total / DAILY_REPORT_QUOTA)} days of quota: set `max_report_requests` to spread it "
+            "over several syncs (a stream read incrementally resumes from its state)."
+        )
+    allowed = sum(plan.allowed for plan in plans)
+    if max_report_requests is not None and allowed < total:
+        lines.append(f"`max_report_requests` ({max_report_requests}) stops this sync after {allowed} of them.")
+    return lines
+
+
+# ---------------------------------------------------------------------------------------------
+# 5. Requests: SegmentBatchRetriever carries out its stream's part of the plan.
 # ---------------------------------------------------------------------------------------------
 
 # Set by the manifest's `check` (CheckStream.config_overrides): retries back off in a fraction of
@@ -914,21 +1338,41 @@ class _SliceWithCachedHash(StreamSlice):
         return StreamSlice.__eq__(self, other)
 
 
-def series_timeframe(window: Mapping[str, Any], timezone: str | None) -> dict[str, Any]:
-    """The ``timeframe`` a series window is asked for: its first and last second as RFC 3339
-    date-times with the account's offset (``{}`` for a partition that is not a window).
+def partition_key(partition: StreamSlice) -> str:
+    """The name a plan gives ``partition``: a cursor window's start, or a values timeframe's label.
 
-    >>> series_timeframe({"start_time": "2024-03-01T00:00:00", "end_time": "2024-04-29T23:59:59"}, "America/New_York")
+    >>> partition_key(StreamSlice(partition={}, cursor_slice={"start_time": "2024-01-01T00:00:00", "end_time": "x"}))
+    '2024-01-01T00:00:00'
+    """
+    start = partition.cursor_slice.get("start_time")
+    if start:
+        return str(start)
+    return str((partition.partition.get("values_timeframe") or {}).get("timeframe"))
+
+
+def series_timeframe(call: ReportCall, timezone: str | None) -> dict[str, Any]:
+    """The ``timeframe`` a series call is sent with: its window's first and last second as RFC 3339
+    date-times with the account's offset (``{}`` for a values call, whose timeframe is its partition's).
+
+    >>> call = ReportCall(1, "p", ("A",), 1, dt.datetime(2024, 3, 1), dt.datetime(2024, 4, 30))
+    >>> series_timeframe(call, "America/New_York")
     {'timeframe': {'start': '2024-03-01T00:00:00-05:00', 'end': '2024-04-29T23:59:59-04:00'}}
     """
-    start, last_second = window.get("start_time"), window.get("end_time")
-    if not start or not last_second:
+    if call.window_start is None or call.window_end is None:
         return {}
-    bounds = {
-        "start": timeframe_bound(wall_time(start), timezone),
-        "end": timeframe_bound(wall_time(last_second), timezone, last=True),
+    return {
+        "timeframe": {
+            "start": timeframe_bound(call.window_start, timezone),
+            "end": timeframe_bound(call.window_end - ONE_SECOND, timezone, last=True),
+        }
     }
-    return {"timeframe": bounds}
+
+
+def call_window(call: ReportCall) -> dict[str, str]:
+    """A series call's window as the cursor writes one (its first and last second, wall time)."""
+    if call.window_start is None or call.window_end is None:
+        return {}
+    return {"start_time": format_wall_time(call.window_start), "end_time": format_wall_time(call.window_end - ONE_SECOND)}
 
 
 def request_log(stream_name: str) -> Callable[[requests.Response], Any]:
@@ -963,51 +1407,60 @@ def builder_test_read_limits(config: Mapping[str, Any]) -> Any:
     return get_limits(config)
 
 
+def missing_segment_ids(config: Mapping[str, Any], segments: Sequence[tuple[str, str | None]]) -> list[str]:
+    """The configured ``segment_ids`` that the listing did not find, in the order configured.
+
+    >>> missing_segment_ids({"segment_ids": ["A", "B"]}, [("A", None)])
+    ['B']
+    """
+    found = {segment_id for segment_id, _ in segments}
+    return [segment_id for segment_id in config.get("segment_ids") or [] if segment_id not in found]
+
+
+def no_segment_found(missing: Sequence[str]) -> str:
+    """The sentence a sync stops with when none of the configured ``segment_ids`` is in the account."""
+    return (
+        f"None of the `segment_ids` ({', '.join(missing)}) are in the Klaviyo account: "
+        "fix them, or remove the field to sync every segment."
+    )
+
+
 @dataclass
 class SegmentBatchRetriever(SimpleRetriever):
-    """Reads one partition (a series window, a values timeframe) once per batch of the segments
-    that existed by its end.
+    """Carries out its stream's ``ReportPlan``: for each partition the CDK hands it (a cursor window,
+    a values timeframe), it reserves nothing and decides nothing, but makes the plan's calls for that
+    partition (``ReportPlan.calls_of``), each for up to ``batch_size`` segments, and emits their rows,
+    attached to the partition, so that the cursor closes it only when every call of it is read.
 
-    The segments and their ``created`` are listed once per sync, on first use, from ``segments``.
-    Each partition asks only about the segments created before it ends (a timeframe key, relative
-    to now, asks about all of them), oldest first, ``batch_size`` at a time
-    (``plan_segment_batches``): a segment costs nothing before it existed. The partition is merged
-    with each batch's ``segment_id`` list and their ``created`` (for ``BucketWindowFilter``), and
-    every record is re-attached to the partition itself, so the cursor closes a window only when
-    every batch of it has been read.
+    The plan is made once, at the stream's first partition (where a series read starts), from the
+    segments listed by ``segments`` (the manifest's cached listing: one listing per run for every
+    stream) and the manifest's ``report_streams`` (what each stream's partitions are, and whether it
+    can resume): ``plan_read``. The plan's line is logged before the first call, and a line after
+    each call says where the read stands in it (``ReportPlan.progress``).
 
-    A series partition is the cursor's window; the calls ask for the report windows that cover it
-    (``_report_calls``): the same window, unless a DST fall-back makes one call a bucket shorter and
-    the last call of a window read on into the next.
+    A partition ``max_report_requests`` leaves out is left for the next sync if the stream resumes,
+    or ends the stream with an error if it cannot (a full-refresh table is never replaced by part of
+    itself). After a report it cannot use, the stream makes no further report calls: the next sync
+    resumes from the state instead.
 
-    In the Connector Builder each partition is a slice and each batch's report call a page of it,
-    shown with its request (the ``filter`` of the batch's ids, the window's ``timeframe``) and its
-    answer (``request_log``). The CDK holds a test read's slice limit itself, around any retriever;
-    this class holds the page limit (batches per partition) and the record limit
-    (``builder_test_read_limits``), which the CDK applies only to the paginators and partitions it
-    builds itself.
+    In the Connector Builder each partition is a slice and each call a page of it, shown with its
+    request and answer (``request_log``); this class holds the page and record limits
+    (``builder_test_read_limits``), which the CDK applies only to the components it builds itself.
     """
 
     segments: PartitionRouter | None = None
     batch_size: int = 100
-    _segments: list[tuple[str, str | None]] | None = field(init=False, repr=False, default=None)
-    _segments_lock: threading.Lock = field(init=False, repr=False, default_factory=threading.Lock)
-    _stream_allowance: Any | None = field(init=False, repr=False, default=None)
-    _granted_whole: bool = field(init=False, repr=False, default=False)
-    _allowance_lock: threading.RLock = field(init=False, repr=False, default_factory=threading.RLock)
-    # This stream's ReportPacer (defined with the pacing, below).
-    pacer: Any = field(init=False, repr=False, default=None)
-    # A Connector Builder test read's TestLimits (None in a sync), and the records given so far.
+    report_streams: Mapping[str, Any] = field(default_factory=dict)
+    pacer: Any = field(init=False, repr=False)  # its ReportPacer
+    _plan: ReportPlan | None = field(init=False, repr=False, default=None)
+    _listed: list[tuple[str, str | None]] | None = field(init=False, repr=False, default=None)
+    _lock: threading.Lock = field(init=False, repr=False, default_factory=threading.Lock)
+    # Progress and the two guards: what this stream has written, whether a report it could not use
+    # stopped it, and a Connector Builder test read's limits (None in a sync) and records so far.
+    _rows: int = field(init=False, repr=False, default=0)
+    _stopped: bool = field(init=False, repr=False, default=False)
     _test_read_limits: Any | None = field(init=False, repr=False, default=None)
     _test_read_records: int = field(init=False, repr=False, default=0)
-    _test_read_lock: threading.Lock = field(init=False, repr=False, default_factory=threading.Lock)
-    # Set once a report this stream could not use has ended a partition with an error.
-    _stopped: bool = field(init=False, repr=False, default=False)
-    # This stream's StreamProgress (defined with the plan, below), made at its first partition.
-    _progress: Any | None = field(init=False, repr=False, default=None)
-    # (the next window's start, where the series calls have read to) when a window's last call read
-    # past its end: the next window's calls begin there.
-    _read_ahead: tuple[str, dt.datetime] | None = field(init=False, repr=False, default=None)
 
     def __post_init__(self, parameters: Mapping[str, Any]) -> None:
         super().__post_init__(parameters)
@@ -1025,220 +1478,154 @@ class SegmentBatchRetriever(SimpleRetriever):
             if isinstance(strategy, RetryAfterBackoff):
                 strategy.pacer = self.pacer
 
-    def _listed_segments(self) -> list[tuple[str, str | None]]:
-        """``(id, created)`` of every segment to report on, listed once."""
-        with self._segments_lock:
-            if self._segments is None:
+    def listed_segments(self) -> list[tuple[str, str | None]]:
+        """``(id, created)`` of every segment to report on, from the manifest's listing."""
+        with self._lock:
+            if self._listed is None:
                 if self.segments is None:
                     raise ValueError("SegmentBatchRetriever needs `segments`")
-                listed = []
-                for partition in self.segments.stream_slices():
-                    created = (partition.extra_fields or {}).get("created")
-                    listed.append((str(partition.partition["segment_id"]), created if isinstance(created, str) else None))
-                self._segments = listed
-                self._warn_of_missing_segments(listed)
-            if self._segments == [] and self.config.get("segment_ids") and self._test_read_limits is None:
-                # Reading on would close every window empty and move the state past them.
-                message = "None of the `segment_ids` are in the Klaviyo account: fix them, or remove the field."
-                raise AirbyteTracedException(message=message, failure_type=FailureType.config_error)
-            return self._segments
+                self._listed = [
+                    (str(p.partition["segment_id"]), _text((p.extra_fields or {}).get("created")))
+                    for p in self.segments.stream_slices()
+                ]
+            return self._listed
 
-    def _warn_of_missing_segments(self, segments: list[tuple[str, str | None]]) -> None:
-        """A configured segment that is gone (deleted since setup) is skipped, with a warning."""
-        found = {segment_id for segment_id, _ in segments}
-        missing = [segment_id for segment_id in self.config.get("segment_ids") or [] if segment_id not in found]
-        if missing and self.config.get(CHECKING):
+    def stream_plan(self, partition: StreamSlice) -> ReportPlan:
+        """This stream's plan, made at its first partition (a series read starts there)."""
+        segments = self.listed_segments()
+        with self._lock:
+            if self._plan is None:
+                self._plan = self._make_plan(segments, partition)
+                LOGGER.info("Plan: %s", self._plan.describe())
+            return self._plan
+
+    def _make_plan(self, segments: list[tuple[str, str | None]], partition: StreamSlice) -> ReportPlan:
+        missing = missing_segment_ids(self.config, segments)
+        if missing and (self.config.get(CHECKING) or not segments) and self._test_read_limits is None:
+            # Reading on would close every window empty and move the state past them.
             message = (
                 f"These segment ids are not in the Klaviyo account: {', '.join(missing)}. Fix or remove them in `segment_ids`."
+                if segments
+                else no_segment_found(missing)
             )
             raise AirbyteTracedException(message=message, failure_type=FailureType.config_error)
-        if missing and self._test_read_limits is not None:
-            # The CDK lists a test read's parent stream up to its page limit, not the whole account.
-            LOGGER.warning(
-                "%s: not in the first %s pages of segments a Connector Builder test read lists, so skipped.",
-                ", ".join(missing),
-                self._test_read_limits.max_pages_per_slice,
-            )
-        elif missing:
+        if missing:
             LOGGER.warning("%s: not in the Klaviyo account, so skipped; remove them from `segment_ids`.", ", ".join(missing))
-
-    def _values_calls(self) -> int:
-        """Every call the values timeframes of this sync need (they are known from the config and
-        the segments): what ``segment_values`` must be granted at once to be read whole."""
-        timeframes = self.config.get("_derived", {}).get("values_timeframes") or []
-        partitions = [StreamSlice(partition={"values_timeframe": timeframe}, cursor_slice={}) for timeframe in timeframes]
-        return sum(len(self._batches(partition)) for partition in partitions)
-
-    def _catalog_modes(self) -> Mapping[str, str]:
-        return self.config.get(CATALOG_MODES) or DEFAULT_CATALOG_MODES
-
-    def _allowance(self) -> "ReportCallAllowance":
-        """This stream's share of ``max_report_requests`` (``report_call_shares``), decided once."""
-        with self._allowance_lock:
-            if self._stream_allowance is None:
-                shares = report_call_shares(self.config.get("max_report_requests"), self._catalog_modes(), self._values_calls())
-                self._stream_allowance = ReportCallAllowance(shares.get(self.name))
-            return self._stream_allowance
-
-    def _batches(self, partition: StreamSlice) -> list[list[str]]:
-        """The batches ``partition`` asks about: the segments that existed by its end."""
-        return self._batches_until(partition_end(partition))
-
-    def _batches_until(self, end: dt.datetime | None) -> list[list[str]]:
-        """The batches a report window ending at ``end`` asks about: the segments that existed by then."""
-        timezone = self.config.get("_derived", {}).get("timezone")
-        return plan_segment_batches(self._listed_segments(), end, timezone, int(self.batch_size))
-
-    def _report_calls(self, partition: StreamSlice) -> tuple[list[tuple[Mapping[str, Any], list[str]]], dt.datetime | None]:
-        """``partition``'s report calls as ``(window, batch)`` (a values partition's with no window of
-        its own), and where they read to (``None`` for a values partition).
-
-        A series partition is one of the cursor's windows. Its calls ask for ``report_window_end``'s
-        windows from where the calls so far have read to (its start, or further when the window
-        before read past it) until they cover it. Without a fall-back in the range they are the
-        cursor's windows. After one, they run a bucket behind, and the last call of a window reads
-        on into the next, up to the full cap: its rows are written with this window, every batch of
-        them before it closes, so the state (the newest bucket written) never passes a bucket that
-        some segment lacks, and the next window's calls begin where these stopped.
-        """
-        read_ahead, self._read_ahead = self._read_ahead, None
-        start, last_second = partition.cursor_slice.get("start_time"), partition.cursor_slice.get("end_time")
-        if not start or not last_second:
-            return [({}, batch) for batch in self._batches(partition)], None
-        derived = self.config.get("_derived", {})
-        end = wall_time(last_second) + ONE_SECOND
-        series_end = max(wall_time(derived["series_end"]) + ONE_SECOND, end)
-        calls: list[tuple[Mapping[str, Any], list[str]]] = []
-        at = read_ahead[1] if read_ahead is not None and read_ahead[0] == start else wall_time(start)
-        for window_start, window_end in report_windows(at, series_end, derived["series_step"], derived.get("timezone")):
-            if window_start >= end:
-                break
-            window = {"start_time": format_wall_time(window_start), "end_time": format_wall_time(window_end - ONE_SECOND)}
-            calls.extend((window, batch) for batch in self._batches_until(window_end))
-            at = window_end
-        return calls, at
-
-    def _log_allowance_spent(self, allowance: "ReportCallAllowance") -> None:
-        if allowance.spent_logged:
-            return
-        allowance.spent_logged = True
-        LOGGER.warning(
-            "max_report_requests (%s) reached: %s left its last %s report calls for the next sync, "
-            "which resumes from the saved state.",
+        start = partition.cursor_slice.get("start_time")
+        plans = plan_read(
+            report_streams(self.report_streams),
+            self.config.get(CATALOG_MODES) or DEFAULT_CATALOG_MODES,
+            DerivedSettings.of(self.config),
+            self.config["interval"],
+            segments,
+            int(self.batch_size),
             self.config.get("max_report_requests"),
-            self.name,
-            allowance.reserved,
+            wall_time(start) if start else None,
+            forward=self._test_read_limits is not None,
         )
+        plan = next((plan for plan in plans if plan.stream == self.name), None)
+        if plan is None:
+            raise ValueError(f"{self.name} is not among the manifest's report_streams")
+        return plan
 
-    def _cut_short(self) -> AirbyteTracedException:
-        """The error that ends a stream which cannot resume, so that its table is not replaced by
-        the part of it read so far (the stream ends incomplete)."""
-        message = (
-            f"`max_report_requests` ({self.config.get('max_report_requests')}) leaves too few report calls to read "
-            f"{self.name} in full in one sync: raise it, or read the stream incrementally if it can be."
-        )
-        return AirbyteTracedException(message=message, failure_type=FailureType.config_error)
+    def _resumes(self) -> bool:
+        """Whether this stream, as the catalog reads it, goes on from its state in the next sync."""
+        stream = next((s for s in report_streams(self.report_streams) if s.name == self.name), None)
+        modes = self.config.get(CATALOG_MODES) or DEFAULT_CATALOG_MODES
+        return bool(stream and stream.resumable and modes.get(self.name) == "incremental")
 
-    def _granted(self, batches: int) -> bool:
-        """Whether this partition's ``batches`` may be read: ``segment_values`` is granted every
-        call of its timeframes at its first partition, or none; a window stream, each window's."""
-        allowance = self._allowance()
-        if self.name != "segment_values":
-            return allowance.reserve(batches)
-        with self._allowance_lock:
-            if not self._granted_whole:
-                self._granted_whole = allowance.reserve(self._values_calls())
-            return self._granted_whole
-
-    def read_records(
-        self,
-        records_schema: Mapping[str, Any],
-        stream_slice: StreamSlice | None = None,
-    ) -> Iterable[Any]:
+    def read_records(self, records_schema: Mapping[str, Any], stream_slice: StreamSlice | None = None) -> Iterable[Any]:
         partition = _SliceWithCachedHash.of(stream_slice or StreamSlice(partition={}, cursor_slice={}))
-        created = dict(self._listed_segments())
         if self.config.get(CHECKING):
-            return  # `check` lists the segments the reports would ask about, and spends no report call
-        limits = self._test_read_limits
-        if limits is not None and not self._test_read_room():
+            # `check` lists the segments the reports would ask about, and spends no report call.
+            self._make_plan(self.listed_segments(), partition)
             return
+        plan = self.stream_plan(partition)
+        key = partition_key(partition)
         if self._stopped:
-            # A report this stream could not use (malformed, refused, the daily quota) ended an
-            # earlier partition: later ones would only spend calls that the next sync, resuming
-            # from the state, makes again.
-            if self._catalog_modes().get(self.name) != "incremental":
+            # A report this stream could not use ended an earlier partition: later ones would only
+            # spend calls that the next sync, resuming from the state, makes again.
+            if not self._resumes():
                 message = f"{self.name} was not read in full: a report it could not use stopped it (see the error above)."
                 raise AirbyteTracedException(message=message, failure_type=FailureType.transient_error)
             return
-        calls, read_until = self._report_calls(partition)
+        calls, allowed = plan.calls_of(key), plan.allowed_calls_of(key)
+        if len(allowed) < len(calls):
+            self._leave_for_next_sync(plan, key)
+        yield from self._read_calls(records_schema, partition, plan, allowed)
+
+    def _leave_for_next_sync(self, plan: ReportPlan, key: str) -> None:
+        limit = self.config.get("max_report_requests")
+        if self._resumes() and plan.allowed == 0:
+            # No sync would ever get further: say so rather than end each one without a row.
+            first = plan.calls[0]
+            needed = sum(1 for call in plan.calls if (call.partition, call.window_start) == (first.partition, first.window_start))
+            message = (
+                f"`max_report_requests` ({limit}) is fewer than the {needed} report calls the first {self.name} "
+                f"window needs: raise it to at least {needed}."
+            )
+            raise AirbyteTracedException(message=message, failure_type=FailureType.config_error)
+        if not self._resumes():
+            message = (
+                f"`max_report_requests` ({limit}) leaves too few report calls to read "
+                f"{self.name} in full in one sync: raise it, or read the stream incrementally if it can be."
+            )
+            raise AirbyteTracedException(message=message, failure_type=FailureType.config_error)
+        if key == plan.first_left_out():
+            LOGGER.warning(
+                "max_report_requests (%s) reached: %s leaves its last %s report calls for the next sync, "
+                "which resumes from the saved state.",
+                limit,
+                self.name,
+                len(plan.calls) - plan.allowed,
+            )
+
+    def _read_calls(
+        self, records_schema: Mapping[str, Any], partition: StreamSlice, plan: ReportPlan, calls: Sequence[ReportCall]
+    ) -> Iterable[Any]:
+        limits = self._test_read_limits
         if limits is not None:
-            # A Connector Builder test read: each report call is a page of the partition, and each
-            # partition is read on its own (its pages may be cut short), so none reads ahead.
-            calls, read_until = calls[: limits.max_pages_per_slice], None
-        progress = self._stream_progress(partition)
-        if not self._granted(len(calls)):
-            if self._catalog_modes().get(self.name) != "incremental":
-                raise self._cut_short()
-            # Left for the next sync: the state stays at the last window read in full.
-            self._log_allowance_spent(self._allowance())
-            return
-        timezone = self.config.get("_derived", {}).get("timezone")
-        rows = 0
+            calls = calls[: limits.max_pages_per_slice]  # a test read: each call is a page
+        created = dict(self.listed_segments())
+        timezone = DerivedSettings.of(self.config).timezone
         try:
-            for window, batch in calls:
-                if limits is not None and not self._test_read_room():
+            for call in calls:
+                if limits is not None and self._test_read_records >= limits.max_records:
                     return
                 batch_slice = StreamSlice(
                     partition={
                         **partition.partition,
-                        "segment_id": batch,
-                        "segment_created": {segment_id: created.get(segment_id) for segment_id in batch},
-                        **series_timeframe(window, timezone),
+                        "segment_id": list(call.segment_ids),
+                        "segment_created": {segment_id: created.get(segment_id) for segment_id in call.segment_ids},
+                        **series_timeframe(call, timezone),
                     },
-                    cursor_slice=window or partition.cursor_slice,
+                    cursor_slice=call_window(call) or partition.cursor_slice,
                 )
                 self.pacer.wait_for_report_slot()
                 for record in super().read_records(records_schema, batch_slice):
                     if limits is not None and not self._take_test_read_record():
                         return
-                    rows += 1
+                    self._rows += 1
                     yield of_partition(record, partition)
+                LOGGER.info(plan.progress(call, self._rows))
         except Exception:
             self._stopped = True
             raise
-        end = partition_end(partition)
-        if read_until is not None and end is not None and read_until > end:
-            self._read_ahead = (format_wall_time(end), read_until)
-        LOGGER.info(progress.partition_read(partition, calls=len(calls), rows=rows))
-
-    def _stream_progress(self, partition: StreamSlice) -> "StreamProgress":
-        """This stream's progress against its plan, planned at its first partition (a resumed
-        series starts where its cursor does) with the functions ``plan`` uses."""
-        with self._allowance_lock:
-            if self._progress is None:
-                start = partition.cursor_slice.get("start_time")
-                plan = plan_stream(
-                    self.name,
-                    self.config.get("_derived", {}),
-                    self._listed_segments(),
-                    int(self.batch_size),
-                    wall_time(start) if start else None,
-                )
-                self._progress = StreamProgress(plan)
-            return self._progress
-
-    def _test_read_room(self) -> bool:
-        """Whether a test read may still give a record (the limit counts the whole stream)."""
-        with self._test_read_lock:
-            return self._test_read_limits is None or self._test_read_records < self._test_read_limits.max_records
 
     def _take_test_read_record(self) -> bool:
-        """Counts one more record of a test read, if the record limit leaves room for it."""
-        with self._test_read_lock:
-            if self._test_read_limits is not None and self._test_read_records >= self._test_read_limits.max_records:
+        """Counts one more record of a test read, if the record limit leaves room for it (the limit
+        counts the whole stream)."""
+        with self._lock:
+            if self._test_read_limits is None:
+                return True
+            if self._test_read_records >= self._test_read_limits.max_records:
                 return False
             self._test_read_records += 1
             return True
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
 
 
 def of_partition(record: Any, partition: StreamSlice) -> Any:
@@ -1249,23 +1636,8 @@ def of_partition(record: Any, partition: StreamSlice) -> Any:
     return record
 
 
-def partition_end(partition: StreamSlice) -> dt.datetime | None:
-    """Where a partition's data ends, exclusive, in company wall time: a series window's last
-    second plus one, a custom values window's end; ``None`` for a timeframe key.
-
-    >>> window = {"start_time": "2024-01-01T00:00:00", "end_time": "2024-02-29T23:59:59"}
-    >>> partition_end(StreamSlice(partition={}, cursor_slice=window))
-    datetime.datetime(2024, 3, 1, 0, 0)
-    """
-    last_second = partition.cursor_slice.get("end_time")
-    if last_second:
-        return wall_time(last_second) + dt.timedelta(seconds=1)
-    timeframe_end = (partition.partition.get("values_timeframe") or {}).get("timeframe_end")
-    return wall_time(timeframe_end) if timeframe_end else None
-
-
 # ---------------------------------------------------------------------------------------------
-# 5. Rows: a report answer becomes one row per segment per bucket (or per timeframe).
+# 6. Rows: a report answer becomes one row per segment per bucket (or per timeframe).
 # ---------------------------------------------------------------------------------------------
 
 
@@ -1476,7 +1848,7 @@ class BucketWindowFilter(RecordFilter):
 
 
 # ---------------------------------------------------------------------------------------------
-# 6. Pacing and quota.
+# 7. Pacing: Klaviyo's burst, steady and daily limits.
 # ---------------------------------------------------------------------------------------------
 
 
@@ -1645,196 +2017,3 @@ class ReportPacer:
         except (KeyError, ValueError):
             return
         self.note_limits(remaining, reset_seconds)
-
-
-def report_call_shares(limit: int | None, modes: Mapping[str, str], values_calls: int) -> dict[str, int | None]:
-    """How many of a sync's ``max_report_requests`` each report stream may make, decided the same
-    way by both streams, so that neither needs to know what the other has spent.
-
-    ``segment_values`` is read whole or not at all (a full-refresh table is never replaced by part
-    of itself): it is given the ``values_calls`` its timeframes need, if they fit. ``segment_series``
-    gets the rest; read incrementally, it resumes from its state in the next sync.
-
-    >>> report_call_shares(6, {"segment_values": "full_refresh", "segment_series": "incremental"}, 2)
-    {'segment_values': 2, 'segment_series': 4}
-    >>> report_call_shares(6, {"segment_series": "incremental"}, 2)  # segment_values not selected
-    {'segment_values': 0, 'segment_series': 6}
-    >>> report_call_shares(1, {"segment_values": "full_refresh", "segment_series": "incremental"}, 2)
-    {'segment_values': 0, 'segment_series': 1}
-    """
-    if limit is None:
-        return {"segment_values": None, "segment_series": None}
-    values = values_calls if "segment_values" in modes and values_calls <= limit else 0
-    return {"segment_values": values, "segment_series": limit - values}
-
-
-class ReportCallAllowance:
-    """How many report calls one stream may still make in this sync (its ``report_call_shares``
-    share); unlimited if ``None``.
-
-    A partition is read whole or not at all: ``reserve`` grants all of its batches or none, so a
-    window is never half-read (which would move the state past the batches left out).
-
-    >>> allowance = ReportCallAllowance(3)
-    >>> allowance.reserve(2), allowance.reserve(2), allowance.reserve(1)
-    (True, False, True)
-    """
-
-    def __init__(self, limit: int | None) -> None:
-        self.limit = limit
-        self.reserved = 0
-        self.spent_logged = False
-        self._lock = threading.Lock()
-
-    def reserve(self, calls: int) -> bool:
-        """Grants the ``calls`` of the next partition (its batches), if they all fit."""
-        with self._lock:
-            if self.limit is not None and self.reserved + calls > self.limit:
-                return False
-            self.reserved += calls
-            return True
-
-    def __repr__(self) -> str:
-        return f"ReportCallAllowance(limit={self.limit}, reserved={self.reserved})"
-
-
-# ---------------------------------------------------------------------------------------------
-# 7. The plan: what a sync will cost, from the same functions the read uses.
-# ---------------------------------------------------------------------------------------------
-
-
-def series_windows(derived: Mapping[str, Any], resume_from: dt.datetime | None = None) -> list[tuple[dt.datetime, dt.datetime]]:
-    """The ``[start, end)`` wall-time windows ``segment_series`` reads, as the manifest's cursor cuts
-    them: from ``series_start`` (or ``resume_from``, where a resumed cursor starts) to the end,
-    ``series_step`` at a time.
-
-    >>> derived = {"series_start": "2024-01-01T00:00:00", "series_end": "2024-04-09T23:59:59", "series_step": "P60D"}
-    >>> [(start.date().isoformat(), end.date().isoformat()) for start, end in series_windows(derived)]
-    [('2024-01-01', '2024-03-01'), ('2024-03-01', '2024-04-10')]
-    """
-    start = max(resume_from, wall_time(derived["series_start"])) if resume_from else wall_time(derived["series_start"])
-    end = wall_time(derived["series_end"]) + ONE_SECOND
-    windows = []
-    while start < end:
-        window_end = min(_add_step(start, derived["series_step"]), end)
-        windows.append((start, window_end))
-        start = window_end
-    return windows
-
-
-def stream_partitions(stream: str, derived: Mapping[str, Any], resume_from: dt.datetime | None = None) -> list[StreamSlice]:
-    """The partitions a report stream reads, shaped as the CDK hands them to ``SegmentBatchRetriever``."""
-    if stream == "segment_values":
-        return [StreamSlice(partition={"values_timeframe": t}, cursor_slice={}) for t in derived.get("values_timeframes") or []]
-    return [
-        StreamSlice(
-            partition={},
-            cursor_slice={"start_time": format_wall_time(start), "end_time": format_wall_time(end - ONE_SECOND)},
-        )
-        for start, end in series_windows(derived, resume_from)
-    ]
-
-
-@dataclass(frozen=True)
-class StreamPlan:
-    """What one report stream will ask Klaviyo for: ``calls`` report calls over ``partitions``
-    windows (or values timeframes), for ``segments`` segments."""
-
-    stream: str
-    segments: int
-    partitions: int
-    calls: int
-
-    def describe(self) -> str:
-        what = "timeframe" if self.stream == "segment_values" else "window"
-        return (
-            f"{self.stream}: {self.segments:,} segments, {self.partitions:,} {what}{'s' if self.partitions != 1 else ''}, "
-            f"{self.calls:,} report call{'s' if self.calls != 1 else ''}."
-        )
-
-
-def plan_stream(
-    stream: str,
-    derived: Mapping[str, Any],
-    segments: Sequence[tuple[str, str | None]],
-    batch_size: int,
-    resume_from: dt.datetime | None = None,
-) -> StreamPlan:
-    """The report calls ``stream`` will make: for each window the calls ask for (a values
-    timeframe; for the series, ``report_windows``), the batches of the segments that existed by
-    its end (``plan_segment_batches``, as ``SegmentBatchRetriever`` asks).
-
-    >>> derived = {"timezone": None, "series_start": "2024-01-01T00:00:00", "series_end": "2025-02-03T23:59:59",
-    ...            "series_step": "P59D"}
-    >>> plan_stream("segment_series", derived, [(f"S{n}", None) for n in range(250)], 100)
-    StreamPlan(stream='segment_series', segments=250, partitions=7, calls=21)
-    """
-    partitions = stream_partitions(stream, derived, resume_from)
-    timezone = derived.get("timezone")
-    if stream == "segment_values":
-        ends = [partition_end(p) for p in partitions]
-    else:
-        windows = series_windows(derived, resume_from)
-        if windows:
-            ends = [end for _, end in report_windows(windows[0][0], windows[-1][1], derived["series_step"], timezone)]
-        else:
-            ends = []
-    calls = sum(len(plan_segment_batches(segments, end, timezone, batch_size)) for end in ends)
-    return StreamPlan(stream=stream, segments=len(segments), partitions=len(partitions), calls=calls)
-
-
-def describe_plan(plans: Sequence[StreamPlan], max_report_requests: int | None = None) -> list[str]:
-    """The plan for a person: a line per stream, then the total, the time it takes at Klaviyo's
-    steady limit and its share of the daily quota.
-
-    >>> for line in describe_plan([StreamPlan("segment_series", 250, 7, 21)]):
-    ...     print(line)
-    segment_series: 250 segments, 7 windows, 21 report calls.
-    In all: 21 report calls, about 10 minutes at Klaviyo's 2 report calls a minute, 9% of its 225-call daily quota.
-    """
-    total = sum(plan.calls for plan in plans)
-    minutes = max(total - 1, 0) / REPORT_CALLS_PER_MINUTE
-    duration = f"about {minutes:.0f} minute{'s' if round(minutes) != 1 else ''}" if minutes >= 1 else "under a minute"
-    lines = [plan.describe() for plan in plans]
-    lines.append(
-        f"In all: {total:,} report call{'s' if total != 1 else ''}, {duration} at Klaviyo's {REPORT_CALLS_PER_MINUTE} "
-        f"report calls a minute, {total / DAILY_REPORT_QUOTA:.0%} of its {DAILY_REPORT_QUOTA}-call daily quota."
-    )
-    if total > DAILY_REPORT_QUOTA:
-        lines.append(
-            f"That is {math.ceil(total / DAILY_REPORT_QUOTA)} days of quota: set `max_report_requests` to spread it "
-            "over several syncs (segment_series resumes from its state)."
-        )
-    if max_report_requests is not None and total > max_report_requests:
-        lines.append(f"`max_report_requests` ({max_report_requests}) stops this sync after {max_report_requests} of them.")
-    return lines
-
-
-@dataclass
-class StreamProgress:
-    """A report stream's windows, calls and rows so far against its ``StreamPlan``: one line a window.
-
-    >>> progress = StreamProgress(StreamPlan("segment_series", 250, 7, 21))
-    >>> window = StreamSlice(partition={}, cursor_slice={"start_time": "2024-01-01T00:00:00", "end_time": "2024-02-28T23:59:59"})
-    >>> progress.partition_read(window, calls=3, rows=14750)
-    'segment_series: window 1 of 7 (2024-01-01T00:00:00 to 2024-02-29T00:00:00) read: 3 of 21 report calls, 14,750 rows so far.'
-    """
-
-    plan: StreamPlan
-    partitions: int = 0
-    calls: int = 0
-    rows: int = 0
-
-    def partition_read(self, partition: StreamSlice, calls: int, rows: int) -> str:
-        self.partitions += 1
-        self.calls += calls
-        self.rows += rows
-        start = partition.cursor_slice.get("start_time")
-        if start:
-            what, span = "window", f"{start} to {format_wall_time(wall_time(partition.cursor_slice['end_time']) + ONE_SECOND)}"
-        else:
-            what, span = "timeframe", str((partition.partition.get("values_timeframe") or {}).get("timeframe"))
-        return (
-            f"{self.plan.stream}: {what} {self.partitions} of {self.plan.partitions} ({span}) read: "
-            f"{self.calls} of {self.plan.calls} report calls, {self.rows:,} rows so far."
-        )

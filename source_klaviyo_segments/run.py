@@ -9,7 +9,7 @@ import sys
 import tempfile
 from collections.abc import Callable, Sequence
 from contextlib import contextmanager
-from typing import Any, Iterator, Mapping, TypeVar
+from typing import Any, Iterable, Iterator, Mapping, TypeVar
 
 from airbyte_cdk.entrypoint import PRINT_BUFFER, AirbyteEntrypoint
 from airbyte_cdk.models import (
@@ -31,11 +31,15 @@ from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 from .components import (
     CATALOG_MODES,
     DEFAULT_CATALOG_MODES,
+    DerivedSettings,
+    ReportPlan,
     company_now,
     config_problem,
     describe_plan,
-    plan_stream,
-    resumed_series_start,
+    missing_segment_ids,
+    no_segment_found,
+    plan_read,
+    report_streams,
 )
 from .source import SourceKlaviyoSegments
 
@@ -57,11 +61,22 @@ class KlaviyoSegmentsEntrypoint(AirbyteEntrypoint):
     with ``config_problem``'s one sentence naming the field and the fix; the spec's JSON-schema
     check stays behind it, but its messages quote regexes and omit the field."""
 
+    def __init__(self, source: SourceKlaviyoSegments, raw_config: Mapping[str, Any] | None = None) -> None:
+        super().__init__(source)
+        self.raw_config = raw_config
+
     @staticmethod
     def validate_connection(source_spec: ConnectorSpecification, config: Mapping[str, Any]) -> None:
         connector_config, _ = split_config(config)
         refuse_unusable_config(connector_config, source_spec.connectionSpecification)
         AirbyteEntrypoint.validate_connection(source_spec, config)
+
+    def read(self, source_spec: ConnectorSpecification, config: Any, catalog: Any, state: list[Any]) -> Iterable[AirbyteMessage]:
+        # Inside the entrypoint's run, whose temporary folder holds the request cache: the plan's
+        # segment listing is the one the streams then read from the cache.
+        if self.raw_config is not None and isinstance(self.source, SourceKlaviyoSegments):
+            _log_plan(self.source, self.raw_config, state)
+        yield from super().read(source_spec, config, catalog, state)
 
 
 T = TypeVar("T")
@@ -153,17 +168,19 @@ def _quiet_http_errors() -> Iterator[None]:
         logging.disable(logging.NOTSET)
 
 
-def plan(source: SourceKlaviyoSegments, raw_config: Mapping[str, Any], state: list[AirbyteStateMessage] | None) -> list[str]:
-    """The lines of the plan for the report streams this source will read: it lists the segments
-    (``GET /api/segments``, never the report quota) and computes the calls with ``plan_stream``,
-    the functions ``SegmentBatchRetriever`` asks with."""
+def plan_of_read(
+    source: SourceKlaviyoSegments, raw_config: Mapping[str, Any], state: list[AirbyteStateMessage] | None
+) -> tuple[list[ReportPlan], Mapping[str, Any], int]:
+    """The ``ReportPlan``s of the report streams this source will read, made by ``plan_read`` as
+    each stream's ``SegmentBatchRetriever`` makes them, after listing the segments once through the
+    manifest's cached listing (``GET /api/segments``, never the report quota); also the prepared
+    config and how many segments were listed."""
     with tempfile.TemporaryDirectory() as temp_dir:
         config = source.configure(raw_config, temp_dir)  # as the entrypoint prepares it
-    derived = config.get("_derived") or {}
-    if derived.get("problem"):
-        raise NoPlan(derived["problem"], refused=True)
-    modes = config.get(CATALOG_MODES) or DEFAULT_CATALOG_MODES
-    batch_size = int(source.resolved_manifest["definitions"]["segments_per_report"])
+    derived = DerivedSettings.of(config)
+    if derived.problem:
+        raise NoPlan(derived.problem, refused=True)
+    manifest = source.resolved_manifest["definitions"]
     try:
         with _quiet_http_errors():
             segments_stream = next(stream for stream in source.streams(config) if stream.name == "segments")
@@ -177,16 +194,29 @@ def plan(source: SourceKlaviyoSegments, raw_config: Mapping[str, Any], state: li
         raise NoPlan(sentence, refused=error.failure_type == FailureType.config_error) from None
     except Exception as error:
         raise NoPlan(f"Could not list segments at {config.get('base_url')} ({type(error).__name__}).", refused=False) from None
-    cursor = _saved_series_cursor(state)
-    plans = [
-        plan_stream(
-            stream, derived, segments, batch_size, resumed_series_start(derived, cursor) if stream == "segment_series" else None
-        )
-        for stream in REPORT_STREAMS
-        if stream in modes
-    ]
-    timezone = derived.get("timezone") or "unknown (the key lacks accounts:read): windows keep a daylight-saving margin"
-    return [f"Plan: {len(segments):,} segments; the account's timezone is {timezone}."] + [
+    missing = missing_segment_ids(config, segments)
+    if missing and not segments:
+        raise NoPlan(no_segment_found(missing), refused=True)
+    plans = plan_read(
+        report_streams(manifest["report_streams"]),
+        config.get(CATALOG_MODES) or DEFAULT_CATALOG_MODES,
+        derived,
+        config["interval"],
+        segments,
+        int(manifest["segments_per_report"]),
+        config.get("max_report_requests"),
+        derived.resumed_start(_saved_series_cursor(state)),
+    )
+    return plans, config, len(segments)
+
+
+def plan(source: SourceKlaviyoSegments, raw_config: Mapping[str, Any], state: list[AirbyteStateMessage] | None) -> list[str]:
+    """The lines of the plan (``plan_of_read``) for a person."""
+    plans, config, segments = plan_of_read(source, raw_config, state)
+    timezone = DerivedSettings.of(config).timezone or (
+        "unknown (the key lacks accounts:read): windows keep a daylight-saving margin"
+    )
+    return [f"Plan: {segments:,} segments; the account's timezone is {timezone}."] + [
         f"Plan: {line}" for line in describe_plan(plans, config.get("max_report_requests"))
     ]
 
@@ -244,21 +274,20 @@ def run(args: Sequence[str] | None = None) -> None:
         # One sentence, as a trace the platform shows, and a non-zero exit: no Python traceback.
         _print_message(_config_error(str(problem)))
         raise SystemExit(1) from None
-    entrypoint = KlaviyoSegmentsEntrypoint(source)
+    entrypoint = KlaviyoSegmentsEntrypoint(source, config)
     parsed_args = entrypoint.parse_args(argv)
-    if parsed_args.command == "read" and config is not None:
-        _log_plan(source, config, state)
     with PRINT_BUFFER:
         for message in entrypoint.run(parsed_args):
             print(f"{filter_secrets(message)}\n", end="")
 
 
 def _log_plan(source: SourceKlaviyoSegments, config: Mapping[str, Any], state: list[AirbyteStateMessage] | None) -> None:
-    """Logs the plan before the first report call; a key Klaviyo refuses ends the sync here, with
-    one sentence and no report call."""
+    """Logs what the read will cost in all before the first report call (each report stream logs
+    its own plan line as it starts); a key Klaviyo refuses, or ``segment_ids`` none of which is in
+    the account, ends the sync here, with one sentence and no report call."""
     try:
         refuse_unusable_config(config, source.spec(logging.getLogger("airbyte")).connectionSpecification)
-        lines = plan(source, config, state)
+        plans, prepared, segments = plan_of_read(source, config, state)
     except AirbyteTracedException:
         return  # the entrypoint refuses the config in its words
     except NoPlan as problem:
@@ -266,6 +295,9 @@ def _log_plan(source: SourceKlaviyoSegments, config: Mapping[str, Any], state: l
             _print_message(_config_error(str(problem)))
             raise SystemExit(1) from None
         lines = [f"No plan: {problem} The sync goes on."]
+    else:
+        totals = describe_plan(plans, prepared.get("max_report_requests"))[len(plans) :]
+        lines = [f"Plan: {segments:,} segments. {' '.join(totals)}"]
     for line in lines:
         _print_message(AirbyteMessage(type=Type.LOG, log=AirbyteLogMessage(level=Level.INFO, message=line)))
 

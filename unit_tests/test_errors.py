@@ -21,7 +21,10 @@ from unit_tests import klaviyo_mock as km
 from unit_tests.fake_klaviyo import FakeKlaviyo
 
 SERIES_URL = f"{km.BASE_URL}/api/segment-series-reports"
-# Daily windows from 2024-01-01 are 59 days long.
+# 2024-01-01..2024-04-28 is 118 days: without the timezone, windows are at most 59 days, and the
+# fewest that cover it are two full ones, whatever plan the connector picks among the fewest.
+END_DATE = "2024-04-28"
+DAYS = 118
 SECOND_WINDOW = "2024-02-29T00:00:00"
 FIRST_WINDOW_LAST_BUCKET = "2024-02-28T00:00:00"
 IDS = ["SEG001", "SEG002"]
@@ -36,10 +39,10 @@ def no_real_sleep(monkeypatch: pytest.MonkeyPatch) -> list[float]:
 
 
 def read_series(responses_for_window: dict[str, list[dict[str, Any]]], **overrides: Any) -> tuple[EntrypointOutput, FakeKlaviyo]:
-    """Reads daily series for 2024-01-01..2024-03-15 (two windows of at most 59 days: the second
-    starts at ``SECOND_WINDOW``); a window whose start is a key of
-    ``responses_for_window`` gets those canned responses first, then the fake's real answer."""
-    config = km.config(**overrides)
+    """Reads daily series for 2024-01-01..``END_DATE`` (two windows of 59 days: the second starts at
+    ``SECOND_WINDOW``); a window whose start is a key of ``responses_for_window`` gets those canned
+    responses first, then the fake's real answer."""
+    config = km.config(**{"end_date": END_DATE, **overrides})
     fake = FakeKlaviyo(IDS)
     pending = {start: list(responses) for start, responses in responses_for_window.items()}
     with requests_mock.Mocker() as mocker:
@@ -86,7 +89,7 @@ def test_error_bodies_of_any_shape_are_retried_or_refused_cleanly(body: Any) -> 
     # A proxy or an outage may answer with anything; the error message must not be what breaks.
     output, _ = read_series({SECOND_WINDOW: [{"status": 503, "json": body}]})
     assert not output.errors, output.errors
-    assert len(output.records) == 2 * 74
+    assert len(output.records) == 2 * DAYS
 
     output, _ = read_series({"2024-01-01T00:00:00": [{"status": 400, "json": body}]})
     errors = [e.trace.error for e in output.errors]
@@ -103,14 +106,14 @@ def test_429_waits_what_retry_after_says_then_succeeds(no_real_sleep: list[float
     # Exactly what Retry-After asks, never less, plus the second of margin the CDK always adds
     # (airbyte_cdk/sources/streams/http/rate_limiting.py); the pacer's burst gaps stay under a second.
     assert [s for s in no_real_sleep if s > 1] == [7 + 1, 7 + 1]
-    assert len({(r.record.data["segment_id"], r.record.data["date_time"]) for r in output.records}) == 2 * 74
+    assert len({(r.record.data["segment_id"], r.record.data["date_time"]) for r in output.records}) == 2 * DAYS
 
 
 def test_5xx_is_retried_with_backoff() -> None:
     failing = {"status": 503, "json": klaviyo_error(503, "MetricServiceRetryableError")}
     output, _ = read_series({SECOND_WINDOW: [failing, failing, failing]})
     assert not output.errors
-    assert len(output.records) == 2 * 74
+    assert len(output.records) == 2 * DAYS
 
 
 def test_persistent_5xx_gives_up_after_bounded_retries() -> None:
@@ -122,7 +125,7 @@ def test_persistent_5xx_gives_up_after_bounded_retries() -> None:
 
 def test_daily_quota_ends_the_sync_with_finished_windows_saved() -> None:
     quota = {"status": 429, "headers": {"Retry-After": "18000"}, "json": klaviyo_error(429, "Request was throttled.")}
-    output, _ = read_series({SECOND_WINDOW: [quota]}, end_date="2024-03-15")
+    output, _ = read_series({SECOND_WINDOW: [quota]})
     errors = [e.trace.error for e in output.errors]
     assert any(
         e.failure_type == FailureType.transient_error and "daily report quota" in e.message and "5 h 00 min" in e.message
@@ -208,7 +211,7 @@ def test_a_key_pasted_with_a_line_break_is_sent_trimmed_and_never_printed(
     tmp_path: Any, capsys: pytest.CaptureFixture[str]
 ) -> None:
     config_path, catalog_path = tmp_path / "config.json", tmp_path / "catalog.json"
-    config_path.write_text(json.dumps(km.config(api_key=f" {km.API_KEY}\n")))
+    config_path.write_text(json.dumps(km.config(api_key=f" {km.API_KEY}\n", end_date=END_DATE)))
     catalog = km.catalog("segment_series", SyncMode.incremental)
     catalog_path.write_text(json.dumps(ConfiguredAirbyteCatalogSerializer.dump(catalog)))
     fake = FakeKlaviyo(IDS)
@@ -433,7 +436,11 @@ def test_a_segment_gone_from_the_account_is_skipped_with_a_warning() -> None:
 def test_a_sync_whose_segments_are_all_gone_fails_without_moving_the_state() -> None:
     output, fake = read_series({}, segment_ids=["GONE98", "GONE99"])
     messages = [e.trace.error.message for e in output.errors]
-    assert "None of the `segment_ids` are in the Klaviyo account: fix them, or remove the field." in messages
+    expected = (
+        "None of the `segment_ids` (GONE98, GONE99) are in the Klaviyo account: "
+        "fix them, or remove the field to sync every segment."
+    )
+    assert expected in messages
     assert not fake.bodies
     states = [s.state.stream.stream_state.__dict__ for s in output.state_messages]
     assert all(s.get("date_time", "") <= "2024-01-01T00:00:00" for s in states), states  # never past the start
