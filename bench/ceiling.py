@@ -59,18 +59,14 @@ def list_segment_ids(session: requests.Session, base_url: str, headers: dict[str
     return ids, calls
 
 
-def series_body(batch: list[str], interval: str, first: str, last: str, statistics: Sequence[str]) -> dict[str, Any]:
-    return {
-        "data": {
-            "type": "segment-series-report",
-            "attributes": {
-                "statistics": list(statistics),
-                "timeframe": {"start": first, "end": last},
-                "interval": interval,
-                "filter": 'any(segment_id,["' + '","'.join(batch) + '"])',
-            },
-        }
-    }
+def report_body(kind: str, **attributes: Any) -> dict[str, Any]:
+    """A JSON:API report request: ``{"data": {"type": kind, "attributes": attributes}}``."""
+    return {"data": {"type": kind, "attributes": attributes}}
+
+
+def any_of(segment_ids: Sequence[str]) -> str:
+    """Klaviyo's filter on several segment ids: ``any(segment_id,["A","B"])``."""
+    return 'any(segment_id,["' + '","'.join(segment_ids) + '"])'
 
 
 def run_ceiling(
@@ -95,7 +91,8 @@ def run_ceiling(
             for batch in batches:
                 response = session.post(
                     f"{base_url}/api/segment-series-reports",
-                    data=json.dumps(series_body(batch, interval, first, last, statistics)),
+                    data=json.dumps(report_body("segment-series-report", statistics=list(statistics), interval=interval,
+                                                timeframe={"start": first, "end": last}, filter=any_of(batch))),
                     headers=post_headers,
                     timeout=300,
                 )

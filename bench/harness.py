@@ -7,6 +7,7 @@ import json
 import os
 import platform
 import re
+import resource
 import signal
 import subprocess
 import sys
@@ -51,24 +52,30 @@ class ProcessRun:
 
 
 def run_measured(command: Sequence[str], stdout_path: Path, cwd: Path, timeout: float = 900) -> ProcessRun:
-    """Runs ``command`` with stdout to a file; its wall time, and its CPU time and peak RSS from the
-    rusage ``wait4`` returns for it (the process and the children it waited for)."""
-    err_path = stdout_path.with_suffix(".stderr")
+    """Runs ``command`` with stdout to a file: its wall time, CPU time (user + system) and peak RSS.
+    ``/usr/bin/time`` reports the last two when there is one; else the rusage of reaped children,
+    whose peak RSS is the largest of any child so far (and may hold the bench's own pages, which a
+    child forked from the bench counts before it runs ``command``)."""
+    err_path, usage_path = stdout_path.with_suffix(".stderr"), stdout_path.with_suffix(".usage")
+    launcher = ["/usr/bin/time", "-f", "%M %U %S", "-o", str(usage_path)] if Path("/usr/bin/time").exists() else []
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     with open(stdout_path, "wb") as out, open(err_path, "wb") as err:
-        proc = subprocess.Popen(list(command), stdout=out, stderr=err, cwd=cwd)
-        while True:
-            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
-            if pid:
-                break
-            if time.perf_counter() - started > timeout:
-                proc.kill()
-                pid, status, usage = os.wait4(proc.pid, 0)
-                break
-            time.sleep(0.01)
-    proc.returncode = os.waitstatus_to_exitcode(status)  # reaped here, not by Popen
-    return ProcessRun(proc.returncode, time.perf_counter() - started, usage.ru_utime + usage.ru_stime,
-                      usage.ru_maxrss / 1024.0, err_path.read_bytes()[-2000:].decode(errors="replace"))
+        proc = subprocess.Popen([*launcher, *command], stdout=out, stderr=err, cwd=cwd)
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    wall = time.perf_counter() - started
+    if launcher:
+        max_rss_kb, user, system = usage_path.read_text().split()[-3:]
+        cpu, max_rss = float(user) + float(system), float(max_rss_kb)
+    else:
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)  # the children reaped meanwhile: this one
+        cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+        max_rss = float(after.ru_maxrss)  # the largest child so far: an upper bound
+    return ProcessRun(proc.returncode, wall, cpu, max_rss / 1024.0, err_path.read_bytes()[-2000:].decode(errors="replace"))
 
 
 def read(workdir: Path, config: dict[str, Any], streams: Sequence[str] | None = ("segment_series",),

@@ -15,7 +15,7 @@ import time
 from typing import Any, Sequence
 from urllib.parse import parse_qs, urlparse
 
-from bench.ceiling import COMPANY_TIMEZONE, STATISTICS, rfc3339
+from bench.ceiling import COMPANY_TIMEZONE, STATISTICS, report_body, rfc3339
 from bench.minimum import ONE_SECOND, fewest_calls
 
 
@@ -56,17 +56,9 @@ def run_peer(
     report_started = time.perf_counter()
     for segment_id in chosen:
         for window_start, window_end in fewest_calls(interval, start, end, COMPANY_TIMEZONE, 1).windows:
-            body = {
-                "data": {
-                    "type": "segment-series-report",
-                    "attributes": {
-                        "statistics": list(statistics),
-                        "timeframe": {"start": rfc3339(window_start), "end": rfc3339(window_end - ONE_SECOND)},
-                        "interval": interval,
-                        "filter": f'equals(segment_id,"{segment_id}")',
-                    },
-                }
-            }
+            body = report_body("segment-series-report", statistics=list(statistics), interval=interval,
+                               timeframe={"start": rfc3339(window_start), "end": rfc3339(window_end - ONE_SECOND)},
+                               filter=f'equals(segment_id,"{segment_id}")')
             requests_made += 1
             try:
                 answer = klaviyo.Reporting.query_segment_series(body)
