@@ -114,7 +114,7 @@ CALL_WORKLOADS = [
 
 def calls(workdir: Path) -> Section:
     table = Table(["workload", "segments", "interval", "range", "zone", "report calls", "minimum", "calls / minimum",
-                   "429s", "rows / expected", "wall s", "peak RSS MB"])
+                   "rows / expected", "wall s", "peak RSS MB"])
     section = Section("Report calls against the minimum", [table])
     for number, workload in enumerate(CALL_WORKLOADS):
         print(f"[calls] {workload.segments} segments {workload.interval}, {workload.name}, "
@@ -126,13 +126,12 @@ def calls(workdir: Path) -> Section:
                 emu.base_url, config.api_key, workload.interval, workload.start, workload.end))
             sent = emu.report_calls(status=None)
         output, minimum, rows = read_output(out), workload.minimum(), workload.rows()
-        throttled = sum(1 for call in sent if call.status == 429)
         written = output.records["segment_series"]
         label = f"{workload.segments} {workload.interval}, {workload.name}, zone {'known' if workload.zone_known else 'unknown'}"
         table.rows.append([workload.name, f"{workload.segments:,}", workload.interval,
                            f"{workload.start:%Y-%m-%d}..{workload.end:%Y-%m-%d}",
                            "known" if workload.zone_known else "unknown (403)", str(len(sent)), str(minimum),
-                           f"**{ratio(len(sent), minimum)}**", str(throttled), f"{written:,} / {rows:,}",
+                           f"**{ratio(len(sent), minimum)}**", f"{written:,} / {rows:,}",
                            f"{run.wall_s:.1f}", f"{run.max_rss_mb:.0f}"])
         section.gates.append(Gate(f"report calls, {label}", str(len(sent)), f"= {minimum}", len(sent) == minimum))
         section.gates.append(Gate(f"rows written once each, {label}",
@@ -293,7 +292,7 @@ def pace(workdir: Path) -> Section:
     finally:
         emu.stop()
     answered = [call for call in sent if call.status == 200]
-    throttled = len(sent) - len(answered)
+    throttled = sum(1 for call in sent if call.status == 429)
     first = sent[0].at if sent else origin
     ideal = ideal_call_times(origin, first, workload.minimum(), limits.steady, limits.steady_window,
                              limits.burst_window / limits.burst)
@@ -305,7 +304,7 @@ def pace(workdir: Path) -> Section:
     summary = Table(["", "s"], [["ideal, first to last report call", f"{ideal_span:.1f}"],
                                 ["**measured, first to last report call**", f"**{span:.1f}**"],
                                 ["whole read (process start to exit)", f"{run.wall_s:.1f}"]])
-    section = Section("At Klaviyo's real pace", [summary, calls_table], figures={"calls": len(answered)})
+    section = Section("At Klaviyo's real pace", [summary, calls_table], figures={"calls": len(answered), "429": throttled})
     written = read_output(out).records["segment_series"]
     section.gates += [
         Gate("real pace: first to last call / ideal", f"{span / ideal_span:.3f}" if ideal_span else "n/a",
@@ -319,7 +318,7 @@ def pace(workdir: Path) -> Section:
     return section
 
 
-def peer(workdir: Path, connector_calls: float | None) -> Section:
+def peer(workdir: Path, connector: dict[str, float]) -> Section:
     """Klaviyo's official SDK, one call per segment per window, on ``PEER_SEGMENTS`` of the pace
     workload's segments at the limits scaled x60; its calls per segment times the workload's segments."""
     from bench.peer import run_peer
@@ -334,11 +333,10 @@ def peer(workdir: Path, connector_calls: float | None) -> Section:
     finally:
         emu.stop()
     per_segment = statuses[200] / PEER_SEGMENTS
-    ours = connector_calls
     table = Table(["", "segments", "report calls answered 200", "429s", "days of Klaviyo's 225-call quota"])
-    if ours is not None:
-        table.rows.append(["this connector (measured in the real-pace section)", f"{workload.segments}", f"{ours:.0f}", "",
-                           f"{ours / 225:.2f}"])
+    if connector:
+        table.rows.append(["this connector (measured in the real-pace section)", f"{workload.segments}",
+                           f"{connector['calls']:.0f}", f"{connector['429']:.0f}", f"{connector['calls'] / 225:.2f}"])
     table.rows += [
         ["SDK, measured", str(PEER_SEGMENTS), str(statuses[200]), str(statuses[429]), ""],
         ["**SDK, its calls per segment x all segments**", str(workload.segments),
@@ -358,5 +356,5 @@ def section_functions() -> dict[str, Callable[[Path, dict[str, Section]], Sectio
         "memory": lambda workdir, done: memory(workdir),
         "startup": lambda workdir, done: startup(workdir),
         "pace": lambda workdir, done: pace(workdir),
-        "peer": lambda workdir, done: peer(workdir, done["pace"].figures["calls"] if "pace" in done else None),
+        "peer": lambda workdir, done: peer(workdir, done["pace"].figures if "pace" in done else {}),
     }
