@@ -1,7 +1,7 @@
 """The raw ceiling: the least a Python program must do to produce the connector's output.
 
 A plain loop with ``requests``: it lists the segments (the same paged GET), sends the same report
-calls (same windows, the same batches of 100 ids, the same JSON bodies and headers), parses each
+calls (the fewest windows, the same batches of 100 ids, the same JSON bodies and headers), parses each
 response and writes one Airbyte RECORD line per segment per bucket. No framework, no schema, no
 state; stdlib ``json`` both ways (compact, as the CDK writes), as a hand-written script would.
 
@@ -18,23 +18,23 @@ import sys
 import time
 from pathlib import Path
 from typing import Any, Sequence
+from zoneinfo import ZoneInfo
 
 import requests
 import yaml
 
-from bench.common import (
-    COMPANY_TIMEZONE,
-    JSON_API,
-    ONE_SECOND,
-    REPO,
-    SEGMENTS_PER_CALL,
-    STATISTICS,
-    chunks,
-    connector_windows,
-    rfc3339,
-)
+from bench.minimum import ONE_SECOND, SEGMENTS_PER_CALL, fewest_calls  # stdlib only, like this module
 
+REPO = Path(__file__).resolve().parents[1]
+JSON_API = "application/vnd.api+json"
+STATISTICS = ("total_members", "members_added", "members_removed", "net_members_changed")
+COMPANY_TIMEZONE = "America/New_York"
 SEGMENT_FIELDS = "name,created,updated,is_active,is_processing,is_starred"
+
+
+def rfc3339(wall: dt.datetime) -> str:
+    """A company-local wall time with its offset (Klaviyo requires one and reads the wall time)."""
+    return wall.replace(tzinfo=ZoneInfo(COMPANY_TIMEZONE)).isoformat()
 
 
 def api_revision() -> str:
@@ -58,18 +58,14 @@ def list_segment_ids(session: requests.Session, base_url: str, headers: dict[str
     return ids, calls
 
 
-def series_body(batch: list[str], interval: str, first: str, last: str, statistics: Sequence[str]) -> dict[str, Any]:
-    return {
-        "data": {
-            "type": "segment-series-report",
-            "attributes": {
-                "statistics": list(statistics),
-                "timeframe": {"start": first, "end": last},
-                "interval": interval,
-                "filter": 'any(segment_id,["' + '","'.join(batch) + '"])',
-            },
-        }
-    }
+def report_body(kind: str, **attributes: Any) -> dict[str, Any]:
+    """A JSON:API report request: ``{"data": {"type": kind, "attributes": attributes}}``."""
+    return {"data": {"type": kind, "attributes": attributes}}
+
+
+def any_of(segment_ids: Sequence[str]) -> str:
+    """Klaviyo's filter on several segment ids: ``any(segment_id,["A","B"])``."""
+    return 'any(segment_id,["' + '","'.join(segment_ids) + '"])'
 
 
 def run_ceiling(
@@ -86,15 +82,16 @@ def run_ceiling(
     headers = {"Authorization": f"Klaviyo-API-Key {api_key}", "revision": api_revision(), "Accept": JSON_API}
     post_headers = {**headers, "Content-Type": JSON_API}
     ids, list_calls = list_segment_ids(session, base_url, headers)
-    batches = list(chunks(ids, SEGMENTS_PER_CALL))
+    batches = [ids[at:at + SEGMENTS_PER_CALL] for at in range(0, len(ids), SEGMENTS_PER_CALL)]
     report_calls = rows = 0
     with open(out_path, "w") as out:
-        for window_start, window_end in connector_windows(interval, start, end, COMPANY_TIMEZONE):
+        for window_start, window_end in fewest_calls(interval, start, end, COMPANY_TIMEZONE, len(ids)).windows:
             first, last = rfc3339(window_start), rfc3339(window_end - ONE_SECOND)
             for batch in batches:
                 response = session.post(
                     f"{base_url}/api/segment-series-reports",
-                    data=json.dumps(series_body(batch, interval, first, last, statistics)),
+                    data=json.dumps(report_body("segment-series-report", statistics=list(statistics), interval=interval,
+                                                timeframe={"start": first, "end": last}, filter=any_of(batch))),
                     headers=post_headers,
                     timeout=300,
                 )
@@ -118,13 +115,8 @@ def run_ceiling(
                 rows += len(lines)
                 if lines:
                     out.write("\n".join(lines) + "\n")
-    return {
-        "rows": rows,
-        "report_calls": report_calls,
-        "list_calls": list_calls,
-        "segments": len(ids),
-        "seconds": time.perf_counter() - started,
-    }
+    return {"rows": rows, "report_calls": report_calls, "list_calls": list_calls, "segments": len(ids),
+            "seconds": time.perf_counter() - started}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -2,7 +2,7 @@
 
 ``klaviyo-api`` (``KlaviyoAPI``) pointed at the emulator through its ``test_host`` (which becomes the
 openapi_client ``Configuration.host``): list the segments with ``Segments.get_segments`` (paged),
-then one ``Reporting.query_segment_series`` per segment per window (``bench.common.windows`` with the
+then one ``Reporting.query_segment_series`` per segment per window (``bench.minimum.fewest_calls`` with the
 company zone known: at most 60 days), as the SDK's examples do (``equals(segment_id,"…")``). 429s
 are left to the SDK's own retry (``RetryWithExponentialBackoff``: Retry-After plus
 exponential backoff, ``max_retries`` 3, the SDK's default).
@@ -15,7 +15,8 @@ import time
 from typing import Any, Sequence
 from urllib.parse import parse_qs, urlparse
 
-from bench.common import COMPANY_TIMEZONE, ONE_SECOND, STATISTICS, rfc3339, windows
+from bench.ceiling import COMPANY_TIMEZONE, STATISTICS, report_body, rfc3339
+from bench.minimum import ONE_SECOND, fewest_calls
 
 
 def list_segment_ids(klaviyo: Any) -> tuple[list[str], int]:
@@ -54,18 +55,10 @@ def run_peer(
     rows = requests_made = given_up = 0
     report_started = time.perf_counter()
     for segment_id in chosen:
-        for window_start, window_end in windows(interval, start, end, COMPANY_TIMEZONE):
-            body = {
-                "data": {
-                    "type": "segment-series-report",
-                    "attributes": {
-                        "statistics": list(statistics),
-                        "timeframe": {"start": rfc3339(window_start), "end": rfc3339(window_end - ONE_SECOND)},
-                        "interval": interval,
-                        "filter": f'equals(segment_id,"{segment_id}")',
-                    },
-                }
-            }
+        for window_start, window_end in fewest_calls(interval, start, end, COMPANY_TIMEZONE, 1).windows:
+            body = report_body("segment-series-report", statistics=list(statistics), interval=interval,
+                               timeframe={"start": rfc3339(window_start), "end": rfc3339(window_end - ONE_SECOND)},
+                               filter=f'equals(segment_id,"{segment_id}")')
             requests_made += 1
             try:
                 answer = klaviyo.Reporting.query_segment_series(body)

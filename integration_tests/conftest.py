@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 import shutil
 import subprocess
 import sys
@@ -16,8 +17,11 @@ from typing import Any
 import pytest
 
 from klaviyo_emulator import Emulator, EmulatorConfig
+from source_klaviyo_segments import SourceKlaviyoSegments
 
 NOW = dt.datetime(2025, 3, 1, 12, 0)
+# The connection specification as the connector reports it (`spec`).
+SPEC: dict[str, Any] = SourceKlaviyoSegments().spec(logging.getLogger("airbyte")).connectionSpecification
 
 
 def connector_command() -> list[str]:
@@ -72,6 +76,8 @@ def run_connector(
 
 
 def catalog_entry(name: str, sync_mode: str) -> dict[str, Any]:
+    """A configured catalog entry for ``name`` in ``sync_mode`` (incremental: cursor ``date_time``);
+    the integration tests and the bench write their catalogs with it."""
     incremental = sync_mode == "incremental"
     return {
         "stream": {

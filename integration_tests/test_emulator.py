@@ -996,6 +996,25 @@ def test_created_spread_segments() -> None:
         assert created == ["2024-10-05T00:00:00+10:00", "2024-10-05T23:30:00+10:00", "2024-10-07T00:00:00+11:00"]
 
 
+def test_created_times_segments() -> None:
+    """Uneven creation (the bench's backfills): each segment, in id order, created at its own wall time;
+    one created before the data starts keeps the historical numbers, a later one counts 0 before it."""
+    times = (datetime(2022, 3, 1, 9), datetime(2024, 1, 15, 12), datetime(2024, 1, 15, 12, 30))
+    with make(segments=3, created_times=times, now=datetime(2024, 2, 1)) as emulator, make(segments=3) as plain:
+        items = requests.get(emulator.base_url + "/api/segments", headers=HEADERS, timeout=10).json()["data"]
+        assert [item["attributes"]["created"] for item in items] == [
+            "2022-03-01T09:00:00-05:00", "2024-01-15T12:00:00-05:00", "2024-01-15T12:30:00-05:00"]
+        window = ("daily", datetime(2024, 1, 1), datetime(2024, 1, 20))
+        old, late = emulator.segment_ids[0], emulator.segment_ids[1]
+        truth, historical = emulator.truth_series(*window), plain.truth_series(*window)
+        assert {k: v for k, v in truth.items() if k[0] == old} == {k: v for k, v in historical.items() if k[0] == old}
+        assert truth[(late, "2024-01-14T00:00:00-05:00")] == dict.fromkeys(ALL_STATS, 0)
+    with pytest.raises(ValueError, match="one time per segment"):
+        EmulatorConfig(segments=2, created_times=times)
+    with pytest.raises(ValueError, match="not both"):
+        EmulatorConfig(segments=3, created_times=times, created_spread=CREATED)
+
+
 @pytest.mark.parametrize("mode", ["zero", "null"])
 def test_before_creation(mode: str) -> None:
     with make(segments=5, created_spread=CREATED, before_creation=mode, now=datetime(2024, 2, 20, 12)) as emulator:

@@ -101,6 +101,8 @@ class EmulatorConfig:
     - created_spread: (first, last) naive company-local wall times; segment i of N (sorted ids) is
       created at first + (last - first) * i / (N - 1), measured in elapsed time. None = every segment
       was created before the data starts (2023-06-01).
+    - created_times: one naive company-local creation wall time per segment (sorted ids keep their
+      order), for uneven creation dates; exclusive with created_spread. Same data rules as created_spread.
     - before_creation: "zero" = buckets before a segment's creation report 0 (total_members 0);
       "null" = a bucket (or values timeframe) ending at or before the creation instant reports null
       for every statistic.
@@ -126,6 +128,7 @@ class EmulatorConfig:
     week_start: str = "monday"
     date_times_in: str = "company"
     created_spread: tuple[datetime, datetime] | None = None
+    created_times: tuple[datetime, ...] | None = None
     before_creation: str = "zero"
     edges: str = "inclusive"
 
@@ -141,3 +144,10 @@ class EmulatorConfig:
                 raise ValueError("created_spread takes naive company-local wall times")
             if last < first:
                 raise ValueError("created_spread must be (first, last) with first <= last")
+        if self.created_times is not None:
+            if self.created_spread is not None:
+                raise ValueError("give created_spread or created_times, not both")
+            if len(self.created_times) != self.segments:
+                raise ValueError(f"created_times needs one time per segment ({self.segments}), got {len(self.created_times)}")
+            if any(wall.tzinfo is not None for wall in self.created_times):
+                raise ValueError("created_times takes naive company-local wall times")

@@ -325,13 +325,18 @@ def spread_instants(first: datetime, last: datetime, count: int, timezone: str) 
 
 
 def make_segments(
-    seed: int, count: int, timezone: str, created_spread: tuple[datetime, datetime] | None = None
+    seed: int, count: int, timezone: str, created_spread: tuple[datetime, datetime] | None = None,
+    created_times: Sequence[datetime] | None = None,
 ) -> list[Segment]:
     """The account's segments, sorted by id; with `created_spread`, segment i of N (in id order) is
-    created at spread_instants(*created_spread, N)[i]."""
+    created at spread_instants(*created_spread, N)[i]; with `created_times` (naive company-local wall
+    times, one per segment), at created_times[i] (whole seconds)."""
     tz = ZoneInfo(timezone)
-    instants: list[float | None] = (
-        list(spread_instants(*created_spread, count, timezone)) if created_spread else [None] * count)
+    instants: list[float | None] = [None] * count
+    if created_spread:
+        instants = list(spread_instants(*created_spread, count, timezone))
+    elif created_times is not None:
+        instants = [float(round(wall.replace(tzinfo=tz).timestamp())) for wall in created_times]
     return [_make_segment(seed, i, sid, tz, instants[i]) for i, sid in enumerate(_segment_ids(seed, count))]
 
 
@@ -459,6 +464,7 @@ class DataStore:
         week_start: str = "monday",
         date_times_in: str = "company",
         created_spread: tuple[datetime, datetime] | None = None,
+        created_times: Sequence[datetime] | None = None,
         before_creation: str = "zero",
     ) -> None:
         self.seed = seed
@@ -466,7 +472,7 @@ class DataStore:
         self.week_start = week_start
         self.utc = date_times_in == "utc"
         self.null_before_creation = before_creation == "null"
-        self.segments = make_segments(seed, count, timezone, created_spread)
+        self.segments = make_segments(seed, count, timezone, created_spread, created_times)
         self.by_id = {s.id: s for s in self.segments}
         self._series: dict[str, SegmentSeries] = {}
         self._lock = threading.Lock()

@@ -263,6 +263,7 @@ class Emulator:
         cfg = self.config
         self.data = DataStore(cfg.seed, cfg.segments, cfg.timezone, week_start=cfg.week_start,
                               date_times_in=cfg.date_times_in, created_spread=cfg.created_spread,
+                              created_times=cfg.created_times,
                               before_creation=cfg.before_creation)
         self._clock = self.config.clock
         self._lock = threading.Lock()

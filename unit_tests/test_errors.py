@@ -18,7 +18,7 @@ from source_klaviyo_segments import SourceKlaviyoSegments
 from source_klaviyo_segments.components import config_problem, prepare_config
 from source_klaviyo_segments.run import run
 from unit_tests import klaviyo_mock as km
-from unit_tests.fake_klaviyo import FakeKlaviyo
+from unit_tests.klaviyo_mock import FakeKlaviyo
 
 SERIES_URL = f"{km.BASE_URL}/api/segment-series-reports"
 # 2024-01-01..2024-04-28 is 118 days: without the timezone, windows are at most 59 days, and the

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from source_klaviyo_segments import SourceKlaviyoSegments
 from source_klaviyo_segments.components import plan_segment_batches
 from unit_tests import klaviyo_mock as km
-from unit_tests.fake_klaviyo import FILTER, FakeKlaviyo
+from unit_tests.klaviyo_mock import FILTER, FakeKlaviyo
 
 NEW_YORK = ZoneInfo("America/New_York")
 PER_CALL = 100  # Klaviyo: "Max of 100 ... per ANY filter"

@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 from source_klaviyo_segments.components import plan_values_timeframes
 from unit_tests import klaviyo_mock as km
-from unit_tests.fake_klaviyo import FakeKlaviyo
+from unit_tests.klaviyo_mock import FakeKlaviyo
 
 SECOND = dt.timedelta(seconds=1)
 # The longest window planned per interval: Klaviyo's documented caps (7 days hourly, 60 days
