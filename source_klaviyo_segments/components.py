@@ -41,9 +41,11 @@ import requests
 from airbyte_cdk.models import FailureType
 from airbyte_cdk.sources.declarative.extractors.record_extractor import RecordExtractor
 from airbyte_cdk.sources.declarative.extractors.record_filter import RecordFilter
+from airbyte_cdk.sources.declarative.interpolation import InterpolatedString
 from airbyte_cdk.sources.declarative.models.declarative_component_schema import HttpRequester as HttpRequesterModel
 from airbyte_cdk.sources.declarative.parsers.model_to_component_factory import ModelToComponentFactory
 from airbyte_cdk.sources.declarative.partition_routers.partition_router import PartitionRouter
+from airbyte_cdk.sources.declarative.requesters.error_handlers.backoff_strategies import ExponentialBackoffStrategy
 from airbyte_cdk.sources.declarative.retrievers.simple_retriever import SimpleRetriever
 from airbyte_cdk.sources.declarative.transformations import RecordTransformation
 from airbyte_cdk.sources.declarative.transformations.config_transformations.config_transformation import (
@@ -355,6 +357,14 @@ def prepare_config(
             "start_date %s is before %s, the first day Klaviyo has segment data for; starting there instead.",
             format_wall_time(requested_start),
             f"{FIRST_DATA_DAY:%Y-%m-%d}",
+        )
+    requested_end = _parse_date(prepared, spec, "end_date")
+    if requested_end and requested_end > end:
+        LOGGER.warning(
+            "end_date %s is in the future; reading up to now, %s in the account's timezone (%s).",
+            format_wall_time(requested_end),
+            format_wall_time(end),
+            timezone or "UTC: the API key may not read it",
         )
     interval = prepared["interval"]
     first = first_series_bucket(start, interval)
@@ -1526,6 +1536,56 @@ class RetryAfterBackoff(BackoffStrategy):
                 failure_type=FailureType.transient_error,
             )
         return max(wait, 0.0)
+
+
+@dataclass
+class AnswerAwareBackoff(BackoffStrategy):
+    """Exponential backoff (``factor`` x 2^attempt seconds) after an answer that asks for a retry
+    (a 5XX, a 429 without ``Retry-After``). After *no* answer (a refused or reset connection, a
+    name that does not resolve, a timeout) it names no wait, so the CDK's own retry handles it
+    (1, 2, 4, 8, 16 s) and logs it as the error it is: the CDK logs any wait a strategy names as
+    "Rate limit exceeded". The ``attempts_without_answer``-th attempt without an answer ends the
+    request with one sentence naming the host, before the CDK's own retry budget ends it with a
+    traceback in the log.
+
+    >>> backoff = AnswerAwareBackoff(config={}, parameters={}, factor=2, attempts_without_answer=3)
+    >>> answered = requests.Response()
+    >>> answered.status_code = 503
+    >>> refused = requests.ConnectionError("refused", request=requests.Request("GET", "http://127.0.0.1:9/api/segments").prepare())
+    >>> backoff.backoff_time(answered, 2), backoff.backoff_time(refused, 2)
+    (8.0, None)
+    >>> backoff.backoff_time(refused, 3)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    airbyte_cdk...AirbyteTracedException: Nothing answered at http://127.0.0.1:9 in 3 attempts (ConnectionError): check ...
+    """
+
+    config: Config
+    parameters: InitVar[Mapping[str, Any]]
+    factor: Union[float, str] = 2
+    attempts_without_answer: Union[int, str] = 6
+
+    def __post_init__(self, parameters: Mapping[str, Any]) -> None:
+        self._after_answer = ExponentialBackoffStrategy(parameters=parameters, config=self.config, factor=str(self.factor))
+        self._attempts = InterpolatedString.create(str(self.attempts_without_answer), parameters=parameters)
+
+    def backoff_time(
+        self,
+        response_or_exception: Union[requests.Response, requests.RequestException] | None,
+        attempt_count: int,
+    ) -> float | None:
+        if isinstance(response_or_exception, requests.Response):
+            return self._after_answer.backoff_time(response_or_exception, attempt_count)
+        attempts = int(float(self._attempts.eval(self.config)))
+        if isinstance(response_or_exception, requests.RequestException) and attempt_count >= attempts:
+            request = response_or_exception.request
+            where = urlparse(request.url if request is not None and request.url else str(self.config.get("base_url", "")))
+            sentence = (
+                f"Nothing answered at {where.scheme}://{where.netloc} in {attempt_count} attempts "
+                f"({type(response_or_exception).__name__}): check `base_url` and the network."
+            )
+            raise AirbyteTracedException(message=sentence, internal_message=sentence, failure_type=FailureType.transient_error)
+        return None
 
 
 def _duration(seconds: float) -> str:
