@@ -49,7 +49,9 @@ class Output:
         return [m["record"]["data"] for m in self.messages if m["type"] == "RECORD" and m["record"]["stream"] == stream]
 
 
-def connector(tmp_path: Path, command: str, config: dict[str, Any] | None, streams: list[tuple[str, str]] | None = None) -> Output:
+def connector(
+    tmp_path: Path, command: str, config: dict[str, Any] | None, streams: list[tuple[str, str]] | None = None
+) -> Output:
     args = [*connector_command(), command]
     if config is not None:
         (tmp_path / "config.json").write_text(json.dumps(config))
@@ -90,7 +92,8 @@ def calls(emu: Emulator) -> Emulator:
 def test_read_and_plan_refuse_when_no_requested_segment_id_is_in_the_account(tmp_path: Path, calls: Emulator) -> None:
     config = config_for(calls, **RANGE, segment_ids=["Gone01", "Gone02"])
     sentence = (
-        "None of the `segment_ids` is in the Klaviyo account (Gone01, Gone02): fix them, or remove the field to read every segment."
+        "None of the `segment_ids` is in the Klaviyo account (Gone01, Gone02): "
+        "fix them, or remove the field to read every segment."
     )
     read = connector(tmp_path, "read", config, ALL_STREAMS)
     assert_refused(read, sentence, config["api_key"])

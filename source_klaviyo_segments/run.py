@@ -367,7 +367,7 @@ def _run_airbyte_command(parsed: argparse.Namespace) -> None:
         _log_plan(source, config, state)
     printed_an_error = False
     try:
-        with PRINT_BUFFER:
+        with PRINT_BUFFER, _config_errors_logged_without_traceback():
             for message in entrypoint.run(parsed):
                 line, is_error = _without_stack_trace_of_config_errors(message)
                 printed_an_error = printed_an_error or is_error
@@ -378,6 +378,31 @@ def _run_airbyte_command(parsed: argparse.Namespace) -> None:
             # printed, one trace each: the exit code is what is left to say.
             raise SystemExit(1) from None
         raise
+
+
+class _ConfigErrorWithoutTraceback(logging.Filter):
+    """Drops the traceback from a log record of a config error: the CDK logs a failed stream with
+    its traceback, but a config error is the user's to fix, and its sentence follows as a trace."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        if isinstance(error, AirbyteTracedException) and error.failure_type == FailureType.config_error:
+            record.exc_info, record.exc_text = None, None
+        return True
+
+
+@contextmanager
+def _config_errors_logged_without_traceback() -> Iterator[None]:
+    """``_ConfigErrorWithoutTraceback`` on the handlers the CDK logs through, while a command runs."""
+    handlers = list(logging.getLogger().handlers)
+    config_errors = _ConfigErrorWithoutTraceback()
+    for handler in handlers:
+        handler.addFilter(config_errors)
+    try:
+        yield
+    finally:
+        for handler in handlers:
+            handler.removeFilter(config_errors)
 
 
 def _without_stack_trace_of_config_errors(line: str) -> tuple[str, bool]:
