@@ -242,3 +242,16 @@ def test_a_read_where_nothing_answers_stops_in_one_sentence_after_a_bounded_numb
     assert dead.connections == TIMEZONE_ATTEMPTS + LISTING_ATTEMPTS
     assert sum(slept) <= 60  # about a minute at most, on the CDK's own backoff clock
     assert not any("Rate limit" in line for line in output.logs())  # no answer is not a rate limit
+
+
+def test_plan_of_an_account_without_segments_says_there_is_nothing_to_read_and_a_read_is_empty(tmp_path: Path) -> None:
+    with Emulator(EmulatorConfig(segments=0, now=NOW)) as empty:
+        config = config_for(empty, **RANGE)
+        planned = connector(tmp_path, "plan", config)
+        read = connector(tmp_path, "read", config, ALL_STREAMS)
+        assert empty.report_calls(status=None) == []
+    assert (planned.returncode, planned.stdout) == (1, "")
+    assert planned.stderr.strip() == "The Klaviyo account has no segments yet: there is nothing to report on."
+    assert read.returncode == 0, read.stdout[-3000:]  # an empty account reads as empty, not as an error
+    assert read.error_sentences() == [] and read.records("segments") == []
+    assert_clean(read, config["api_key"])

@@ -20,7 +20,8 @@ code runs a module before registering it, and dataclasses would look it up).
 5. **Rows**: ``SeriesRowExtractor`` / ``ValuesRowExtractor`` turn a report into rows;
    ``TimeframeFields`` stamps a values row; ``BucketWindowFilter`` keeps each bucket once.
 6. **Pacing and quota**: ``RetryAfterBackoff`` waits what a 429 asks (or ends the sync on the daily
-   quota); ``ReportPacer`` spaces report calls within Klaviyo's burst and steady limits;
+   quota); ``AnswerAwareBackoff`` backs off after an answer, and ends a request that gets none in
+   one sentence naming the host; ``ReportPacer`` spaces report calls within Klaviyo's burst and steady limits;
    ``ReportCallAllowance`` holds a sync to ``max_report_requests``.
 """
 
