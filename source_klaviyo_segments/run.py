@@ -212,7 +212,14 @@ def segment_id_lines(config: Mapping[str, Any], segments: Sequence[tuple[str, An
 @contextmanager
 def _quiet_http_errors() -> Iterator[None]:
     """The CDK's HTTP client logs a failed request with its headers and bodies; the plan says what
-    went wrong in one sentence instead."""
+    went wrong in one sentence instead. Nested, logging stays off until the outermost ends:
+
+    >>> with _quiet_http_errors():
+    ...     with _quiet_http_errors():
+    ...         pass
+    ...     logging.getLogger("airbyte").isEnabledFor(logging.CRITICAL)
+    False
+    """
     previous = logging.root.manager.disable  # nested uses keep logging off until the outermost ends
     logging.disable(logging.CRITICAL)
     try:
@@ -367,7 +374,7 @@ def _run_airbyte_command(parsed: argparse.Namespace) -> None:
         _log_plan(source, config, state)
     printed_an_error = False
     try:
-        with PRINT_BUFFER, _config_errors_logged_without_traceback():
+        with PRINT_BUFFER, _tracebacks_only_for_bugs():
             for message in entrypoint.run(parsed):
                 line, is_error = _without_stack_trace_of_config_errors(message)
                 printed_an_error = printed_an_error or is_error
@@ -380,41 +387,47 @@ def _run_airbyte_command(parsed: argparse.Namespace) -> None:
         raise
 
 
-class _ConfigErrorWithoutTraceback(logging.Filter):
-    """Drops the traceback from a log record of a config error: the CDK logs a failed stream with
-    its traceback, but a config error is the user's to fix, and its sentence follows as a trace."""
+# Failures that are no bug of the connector: the user's to fix (config_error), or the network's or
+# Klaviyo's to get over (transient_error). Their sentence says it all; a bug (system_error, or an
+# exception the connector did not expect) keeps its traceback.
+NOT_A_BUG = (FailureType.config_error.value, FailureType.transient_error.value)
+
+
+class _NoTracebackUnlessABug(logging.Filter):
+    """Drops the traceback from a log record of a failure that is ``NOT_A_BUG``: the CDK logs a
+    failed stream with its traceback, and the failure's sentence follows as a trace."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         error = record.exc_info[1] if record.exc_info else None
-        if isinstance(error, AirbyteTracedException) and error.failure_type == FailureType.config_error:
+        if isinstance(error, AirbyteTracedException) and error.failure_type and error.failure_type.value in NOT_A_BUG:
             record.exc_info, record.exc_text = None, None
         return True
 
 
 @contextmanager
-def _config_errors_logged_without_traceback() -> Iterator[None]:
-    """``_ConfigErrorWithoutTraceback`` on the handlers the CDK logs through, while a command runs."""
+def _tracebacks_only_for_bugs() -> Iterator[None]:
+    """``_NoTracebackUnlessABug`` on the handlers the CDK logs through, while a command runs."""
     handlers = list(logging.getLogger().handlers)
-    config_errors = _ConfigErrorWithoutTraceback()
+    not_bugs = _NoTracebackUnlessABug()
     for handler in handlers:
-        handler.addFilter(config_errors)
+        handler.addFilter(not_bugs)
     try:
         yield
     finally:
         for handler in handlers:
-            handler.removeFilter(config_errors)
+            handler.removeFilter(not_bugs)
 
 
 def _without_stack_trace_of_config_errors(line: str) -> tuple[str, bool]:
-    """``line`` without the stack trace of a config error's trace (the user's to fix: the sentence
-    says it all), and whether it is an error trace."""
+    """``line`` without the stack trace of a trace whose failure is ``NOT_A_BUG``, and whether it
+    is an error trace."""
     if not line.startswith('{"type":"TRACE"'):
         return line, False
     message = json.loads(line)
     error = message.get("trace", {}).get("error")
     if not error:
         return line, False
-    if error.get("failure_type") == FailureType.config_error.value and error.get("stack_trace"):
+    if error.get("failure_type") in NOT_A_BUG and error.get("stack_trace"):
         del error["stack_trace"]
         return json.dumps(message, separators=(",", ":"), ensure_ascii=False), True
     return line, True
