@@ -79,4 +79,4 @@ fuzz: $(TEST_STAMP)
 	HYPOTHESIS_PROFILE=explore $(BIN)/python -m pytest -q -m hypothesis unit_tests integration_tests
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info .cache demo_output
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis build *.egg-info .cache demo_output

@@ -13,7 +13,7 @@ and its BigQuery and Snowflake processors their type converter (``type_converter
 PyAirbyte version is pinned in ``setup.py`` and ``integration_tests/test_pyairbyte.py`` asserts the
 column types, so a PyAirbyte that changes either fails there first.
 
-    >>> cache = DuckDBCacheWithTimeZones(db_path=".cache/demo.duckdb")  # doctest: +SKIP
+    >>> cache = DuckDB(db_path=".cache/demo.duckdb")  # doctest: +SKIP
     >>> source.read(cache=cache)                                         # doctest: +SKIP
 """
 
@@ -55,16 +55,16 @@ class DuckDBTimeZoneProcessor(_DuckDBSqlProcessor):  # type: ignore[misc, valid-
     type_converter_class = TimeZoneTypeConverter
 
 
-class DuckDBCacheWithTimeZones(DuckDBCache):
+class DuckDB(DuckDBCache):
     """PyAirbyte's DuckDB cache, storing ``timestamp_with_timezone`` as ``TIMESTAMP WITH TIME ZONE``."""
 
     _sql_processor_class: ClassVar[Any] = DuckDBTimeZoneProcessor
 
 
-def default_cache() -> DuckDBCacheWithTimeZones:
+def default_cache() -> DuckDB:
     """PyAirbyte's default local cache (``.cache/default_cache/default_cache.duckdb`` under the
     current folder, or ``$AIRBYTE_CACHE_ROOT``), keeping time zones."""
     from airbyte.constants import DEFAULT_CACHE_ROOT
 
     cache_dir = DEFAULT_CACHE_ROOT / "default_cache"
-    return DuckDBCacheWithTimeZones(db_path=cache_dir / "default_cache.duckdb", cache_dir=cache_dir)
+    return DuckDB(db_path=cache_dir / "default_cache.duckdb", cache_dir=cache_dir)

@@ -34,7 +34,7 @@ def planned(config: dict[str, Any], streams: list[tuple[str, str]], state: list[
     catalog = ConfiguredAirbyteCatalogSerializer.load({"streams": [catalog_entry(name, mode) for name, mode in streams]})
     messages: list[AirbyteStateMessage] = [AirbyteStateMessageSerializer.load(m) for m in state or []]
     source = SourceKlaviyoSegments(catalog=catalog, config=config, state=messages)
-    plans, _, _ = plan_of_read(source, config, messages)
+    plans, _, _, _ = plan_of_read(source, config, messages)
     calls = []
     for plan in plans:
         endpoint = "values" if plan.kind == "values_timeframes" else "series"

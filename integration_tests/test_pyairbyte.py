@@ -16,7 +16,7 @@ os.environ.setdefault("DO_NOT_TRACK", "1")
 import airbyte as ab  # noqa: E402
 import duckdb  # noqa: E402
 
-from demo.duckdb_cache import DuckDBCacheWithTimeZones  # noqa: E402
+from demo.duckdb_cache import DuckDB  # noqa: E402
 from integration_tests.conftest import config_for, connector_command  # noqa: E402
 from klaviyo_emulator import Emulator  # noqa: E402
 
@@ -40,7 +40,7 @@ def test_read_into_duckdb_then_an_incremental_read_adds_only_new_rows(emulator: 
     )
     source.check()
     source.select_all_streams()
-    cache = DuckDBCacheWithTimeZones(db_path=tmp_path / "cache" / "klaviyo.duckdb", cache_dir=tmp_path / "cache")
+    cache = DuckDB(db_path=tmp_path / "cache" / "klaviyo.duckdb", cache_dir=tmp_path / "cache")
 
     first = source.read(cache=cache)
     truth = emulator.truth_series("daily", dt.datetime(2024, 6, 1), dt.datetime(2024, 9, 1))

@@ -20,8 +20,9 @@ code runs a module before registering it, and dataclasses would look it up).
 6. **Rows**: ``SeriesRowExtractor`` / ``ValuesRowExtractor`` turn a report into rows;
    ``TimeframeFields`` stamps a values row; ``BucketWindowFilter`` keeps each bucket once.
 7. **Pacing**: ``RetryAfterBackoff`` waits what a 429 asks (or ends the sync on the daily quota);
-   ``ReportPacer`` spaces report calls within Klaviyo's burst and steady limits. The segment
-   listing is paced by the manifest's ``api_budget``.
+   ``AnswerAwareBackoff`` backs off after an answer, and ends a request that gets none in one
+   sentence naming the host; ``ReportPacer`` spaces report calls within Klaviyo's burst and steady
+   limits. The segment listing is paced by the manifest's ``api_budget``.
 """
 
 import bisect
@@ -42,9 +43,11 @@ import requests
 from airbyte_cdk.models import FailureType
 from airbyte_cdk.sources.declarative.extractors.record_extractor import RecordExtractor
 from airbyte_cdk.sources.declarative.extractors.record_filter import RecordFilter
+from airbyte_cdk.sources.declarative.interpolation import InterpolatedString
 from airbyte_cdk.sources.declarative.models.declarative_component_schema import HttpRequester as HttpRequesterModel
 from airbyte_cdk.sources.declarative.parsers.model_to_component_factory import ModelToComponentFactory
 from airbyte_cdk.sources.declarative.partition_routers.partition_router import PartitionRouter
+from airbyte_cdk.sources.declarative.requesters.error_handlers.backoff_strategies import ExponentialBackoffStrategy
 from airbyte_cdk.sources.declarative.retrievers.simple_retriever import SimpleRetriever
 from airbyte_cdk.sources.declarative.transformations import RecordTransformation
 from airbyte_cdk.sources.declarative.transformations.config_transformations.config_transformation import (
@@ -363,6 +366,14 @@ def prepare_config(
             "start_date %s is before %s, the first day Klaviyo has segment data for; starting there instead.",
             format_wall_time(requested_start),
             f"{FIRST_DATA_DAY:%Y-%m-%d}",
+        )
+    requested_end = _parse_date(prepared, spec, "end_date")
+    if requested_end and requested_end > end:
+        LOGGER.warning(
+            "end_date %s is in the future; reading up to now, %s in the account's timezone (%s).",
+            format_wall_time(requested_end),
+            format_wall_time(end),
+            timezone or "UTC: the API key may not read it",
         )
     interval = prepared["interval"]
     first = first_series_bucket(start, interval)
@@ -1073,7 +1084,8 @@ class ReportPlan:
         what = "timeframe" if self.kind == VALUES_TIMEFRAMES else "window"
         count, calls = len(self.partitions), len(self.calls)
         line = (
-            f"{self.stream}: {self.segments:,} segments, {count:,} {what}{'s' if count != 1 else ''}, "
+            f"{self.stream}: {self.segments:,} segment{'s' if self.segments != 1 else ''}, "
+            f"{count:,} {what}{'s' if count != 1 else ''}, "
             f"{calls:,} report call{'s' if calls != 1 else ''}"
         )
         if self.start is not None:
@@ -1420,9 +1432,19 @@ def missing_segment_ids(config: Mapping[str, Any], segments: Sequence[tuple[str,
 def no_segment_found(missing: Sequence[str]) -> str:
     """The sentence a sync stops with when none of the configured ``segment_ids`` is in the account."""
     return (
-        f"None of the `segment_ids` ({', '.join(missing)}) are in the Klaviyo account: "
-        "fix them, or remove the field to sync every segment."
+        f"None of the `segment_ids` is in the Klaviyo account ({', '.join(missing)}): "
+        "fix them, or remove the field to read every segment."
     )
+
+
+def missing_segments_warning(missing: Sequence[str]) -> str:
+    """The warning a sync reads on with when some configured ``segment_ids`` are not in the account.
+
+    >>> missing_segments_warning(["B"])
+    'B: not in the Klaviyo account, so skipped; remove it from `segment_ids`.'
+    """
+    them = "them" if len(missing) > 1 else "it"
+    return f"{', '.join(missing)}: not in the Klaviyo account, so skipped; remove {them} from `segment_ids`."
 
 
 @dataclass
@@ -1510,7 +1532,7 @@ class SegmentBatchRetriever(SimpleRetriever):
             )
             raise AirbyteTracedException(message=message, failure_type=FailureType.config_error)
         if missing:
-            LOGGER.warning("%s: not in the Klaviyo account, so skipped; remove them from `segment_ids`.", ", ".join(missing))
+            LOGGER.warning(missing_segments_warning(missing))
         start = partition.cursor_slice.get("start_time")
         plans = plan_read(
             report_streams(self.report_streams),
@@ -1898,6 +1920,56 @@ class RetryAfterBackoff(BackoffStrategy):
                 failure_type=FailureType.transient_error,
             )
         return max(wait, 0.0)
+
+
+@dataclass
+class AnswerAwareBackoff(BackoffStrategy):
+    """Exponential backoff (``factor`` x 2^attempt seconds) after an answer that asks for a retry
+    (a 5XX, a 429 without ``Retry-After``). After *no* answer (a refused or reset connection, a
+    name that does not resolve, a timeout) it names no wait, so the CDK's own retry handles it
+    (1, 2, 4, 8, 16 s) and logs it as the error it is: the CDK logs any wait a strategy names as
+    "Rate limit exceeded". The ``attempts_without_answer``-th attempt without an answer ends the
+    request with one sentence naming the host, before the CDK's own retry budget ends it with a
+    traceback in the log.
+
+    >>> backoff = AnswerAwareBackoff(config={}, parameters={}, factor=2, attempts_without_answer=3)
+    >>> answered = requests.Response()
+    >>> answered.status_code = 503
+    >>> refused = requests.ConnectionError("refused", request=requests.Request("GET", "http://127.0.0.1:9/api/segments").prepare())
+    >>> backoff.backoff_time(answered, 2), backoff.backoff_time(refused, 2)
+    (8.0, None)
+    >>> backoff.backoff_time(refused, 3)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    airbyte_cdk...AirbyteTracedException: Nothing answered at http://127.0.0.1:9 in 3 attempts (ConnectionError): check ...
+    """
+
+    config: Config
+    parameters: InitVar[Mapping[str, Any]]
+    factor: Union[float, str] = 2
+    attempts_without_answer: Union[int, str] = 6
+
+    def __post_init__(self, parameters: Mapping[str, Any]) -> None:
+        self._after_answer = ExponentialBackoffStrategy(parameters=parameters, config=self.config, factor=str(self.factor))
+        self._attempts = InterpolatedString.create(str(self.attempts_without_answer), parameters=parameters)
+
+    def backoff_time(
+        self,
+        response_or_exception: Union[requests.Response, requests.RequestException] | None,
+        attempt_count: int,
+    ) -> float | None:
+        if isinstance(response_or_exception, requests.Response):
+            return self._after_answer.backoff_time(response_or_exception, attempt_count)
+        attempts = int(float(self._attempts.eval(self.config)))
+        if isinstance(response_or_exception, requests.RequestException) and attempt_count >= attempts:
+            request = response_or_exception.request
+            where = urlparse(request.url if request is not None and request.url else str(self.config.get("base_url", "")))
+            sentence = (
+                f"Nothing answered at {where.scheme}://{where.netloc} in {attempt_count} attempts "
+                f"({type(response_or_exception).__name__}): check `base_url` and the network."
+            )
+            raise AirbyteTracedException(message=sentence, internal_message=sentence, failure_type=FailureType.transient_error)
+        return None
 
 
 def _duration(seconds: float) -> str:

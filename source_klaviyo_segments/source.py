@@ -8,7 +8,6 @@ the CDK's wrapping.
 
 import ast
 import logging
-import re
 import sys
 from typing import Any, List, Mapping
 
@@ -71,23 +70,5 @@ class SourceKlaviyoSegments(YamlDeclarativeSource):
     def check(self, logger: logging.Logger, config: Mapping[str, Any]) -> AirbyteConnectionStatus:
         status = super().check(logger, config)
         if status.status == Status.FAILED:
-            status.message = said_for_a_person(unwrapped_check_message(status.message), config)
+            status.message = unwrapped_check_message(status.message)
         return status
-
-
-# How the CDK's HTTP client says that every attempt failed without an answer.
-_NO_ANSWER = re.compile(r"^Exhausted available request attempts\..*Exception: (\w+)", re.DOTALL)
-
-
-def said_for_a_person(message: str | None, config: Mapping[str, Any]) -> str | None:
-    """A check that got no answer at all (a refused connection, a wrong host) says where it looked.
-
-    >>> said_for_a_person("Exhausted available request attempts. Please see logs. Exception: ConnectionError: refused",
-    ...                   {"base_url": "http://127.0.0.1:9"})
-    'Could not list segments at http://127.0.0.1:9 (ConnectionError): check `base_url` and the network.'
-    """
-    found = _NO_ANSWER.match(message or "")
-    if not found:
-        return message
-    base_url = config.get("base_url") or "https://a.klaviyo.com"
-    return f"Could not list segments at {base_url} ({found.group(1)}): check `base_url` and the network."
