@@ -18,7 +18,7 @@ code runs a module before registering it, and dataclasses would look it up).
    what the read logs, and what the retriever carries out.
 5. **Requests**: ``SegmentBatchRetriever`` makes its stream's planned calls, partition by partition.
 6. **Rows**: ``SeriesRowExtractor`` / ``ValuesRowExtractor`` turn a report into rows;
-   ``TimeframeFields`` stamps a values row; ``BucketWindowFilter`` keeps each bucket once.
+   ``BucketWindowFilter`` keeps each bucket once (the manifest's ``AddFields`` stamps a values row).
 7. **Pacing**: ``RetryAfterBackoff`` waits what a 429 asks (or ends the sync on the daily quota);
    ``AnswerAwareBackoff`` backs off after an answer, and ends a request that gets none in one
    sentence naming the host; ``ReportPacer`` spaces report calls within Klaviyo's burst and steady
@@ -49,7 +49,6 @@ from airbyte_cdk.sources.declarative.parsers.model_to_component_factory import M
 from airbyte_cdk.sources.declarative.partition_routers.partition_router import PartitionRouter
 from airbyte_cdk.sources.declarative.requesters.error_handlers.backoff_strategies import ExponentialBackoffStrategy
 from airbyte_cdk.sources.declarative.retrievers.simple_retriever import SimpleRetriever
-from airbyte_cdk.sources.declarative.transformations import RecordTransformation
 from airbyte_cdk.sources.declarative.transformations.config_transformations.config_transformation import (
     ConfigTransformation,
 )
@@ -1818,23 +1817,6 @@ class ValuesRowExtractor(RecordExtractor):
         if self.pacer is not None:
             self.pacer.update_from_response(response.request, response)
         yield from values_rows(attributes, self.config["statistics"])
-
-
-@dataclass
-class TimeframeFields(RecordTransformation):
-    """Stamps a values row with its partition's ``timeframe``, ``timeframe_start`` and
-    ``timeframe_end`` (null for a Klaviyo key; AddFields would drop a null)."""
-
-    def transform(
-        self,
-        record: dict[str, Any],
-        config: Config | None = None,
-        stream_state: StreamState | None = None,
-        stream_slice: StreamSlice | None = None,
-    ) -> None:
-        timeframe = (stream_slice.partition if stream_slice else {}).get("values_timeframe") or {}
-        for key in ("timeframe", "timeframe_start", "timeframe_end"):
-            record[key] = timeframe.get(key)
 
 
 @dataclass
