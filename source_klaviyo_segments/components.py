@@ -1329,11 +1329,9 @@ def link_on_base_url(link: Any, base_url: str) -> str | None:
     ...  ("http://127.0.0.2:8080/api", "//127.0.0.2:8080/api", "https://127.0.0.1:8080/api", "http://u:p@127.0.0.1:8080/")]
     [None, None, None, None]
     """
-    if not isinstance(link, str) or not link.strip():
-        return None
-    url = urljoin(base_url.rstrip("/") + "/", link.strip())
+    url = _resolved(link, base_url)
     home = origin(base_url)
-    if home is None or origin(url) != home:
+    if url is None or home is None or origin(url) != home:
         return None
     prepared = requests.PreparedRequest()
     prepared.prepare_url(url, None)
@@ -1343,11 +1341,22 @@ def link_on_base_url(link: Any, base_url: str) -> str | None:
     return str(prepared.url)
 
 
+def _resolved(link: Any, base_url: str) -> str | None:
+    """``link`` read against ``base_url``, as the requester joins a path; ``None`` if it cannot be."""
+    if not isinstance(link, str) or not link.strip():
+        return None
+    try:
+        return urljoin(base_url.rstrip("/") + "/", link.strip())
+    except ValueError:  # an unclosed [IPv6] host, for one
+        return None
+
+
 def foreign_link_refused(call: str, link: Any, base_url: str) -> AirbyteTracedException:
     """The one sentence that ends a listing whose answer links off ``base_url``'s host: a config
     error, since retrying changes nothing and the fix lies with whoever answers at ``base_url``
     (a proxy or stand-in that passes on another host's links)."""
-    where = origin(urljoin(base_url.rstrip("/") + "/", link)) if isinstance(link, str) else None
+    resolved = _resolved(link, base_url)
+    where = origin(resolved) if resolved else None
     named = f"on {_host_named(where)}" if where else f"as {str(link)[:120]!r}, which is not a URL on that host"
     message = (
         f"The answer to {call} named its next page {named}, not on base_url ({base_url}): the connector sends the "
@@ -1367,8 +1376,8 @@ class SameHostCursorPagination(CursorPaginationStrategy):
     ``base_url``, as the requester joins it.
     """
 
-    # The pages this listing has read (URLs as sent): a link back to one of them is a loop.
-    _pages_read: set[str] = field(init=False, repr=False, default_factory=set)
+    # The links this listing has followed: a link to one of them again is a loop.
+    _followed: set[str] = field(init=False, repr=False, default_factory=set)
 
     def next_page_token(
         self,
@@ -1379,10 +1388,8 @@ class SameHostCursorPagination(CursorPaginationStrategy):
         page_size_override: int | None = None,
         stream_slice: StreamSlice | None = None,
     ) -> Any | None:
-        this_page = str(getattr(response.request, "url", "") or "")
         if last_page_token_value is None:
-            self._pages_read.clear()  # a listing's first page
-        self._pages_read.add(this_page)
+            self._followed.clear()  # a listing's first page
         token = super().next_page_token(
             response, last_page_size, last_record, last_page_token_value, page_size_override, stream_slice
         )
@@ -1393,12 +1400,13 @@ class SameHostCursorPagination(CursorPaginationStrategy):
         url = link_on_base_url(token, base_url)
         if url is None:
             raise foreign_link_refused(call, token, base_url)
-        if url in self._pages_read:
+        if url in self._followed:
             message = (
                 f"The answer to {call} named as its next page one already read ({url}): "
                 "the listing would never end, so it stopped."
             )
             raise AirbyteTracedException(message=message, internal_message=message, failure_type=FailureType.system_error)
+        self._followed.add(url)
         return url
 
 
@@ -1580,7 +1588,7 @@ def _count(value: Any) -> Union[int, None, str]:
         return value
     if type(value) is float and value.is_integer():
         return int(value)
-    return f"{str(value)[:40]!r}, not a whole number or null"
+    return f"{json.dumps(value, default=str)[:40]}, not a whole number or null"
 
 
 def _counts(column: list[Any], where: Callable[[int], str], call: str | None) -> list[Any]:
