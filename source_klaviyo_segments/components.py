@@ -507,7 +507,7 @@ def zone(timezone: str | None) -> ZoneInfo | None:
         return None
     try:
         return ZoneInfo(timezone)
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a name too long for a file name
         return None
 
 

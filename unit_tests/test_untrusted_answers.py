@@ -329,3 +329,14 @@ def test_a_report_answering_another_segment_stops_the_stream_after_that_call_wit
     second_start = calls[1]["data"]["attributes"]["timeframe"]["start"][:19]
     assert not [r for r in output.records if r.record.data["date_time"][:19] >= second_start]
     assert output.state_messages  # the first window's state is kept: the next sync resumes there
+
+
+@pytest.mark.parametrize("timezone", ["A" * 300, "Mars/Olympus_Mons", "../../etc/passwd"])
+def test_an_account_timezone_this_machine_cannot_know_is_planned_without_not_a_traceback(timezone: str) -> None:
+    config = km.config()
+    fake = FakeKlaviyo(["SEG001", "SEG002"], timezone=timezone)
+    with requests_mock.Mocker() as mocker:
+        fake.install(mocker)
+        output = read(SourceKlaviyoSegments(config=config), config, km.catalog("segments"), expecting_exception=True)
+    assert not output.errors, error_messages(output)
+    assert [r.record.data["id"] for r in output.records] == ["SEG001", "SEG002"]
