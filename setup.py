@@ -32,6 +32,8 @@ setup(
             "pytest-xdist>=3.5",
             "requests-mock>=1.12",
             "hypothesis>=6.100",
+            # Draws response bodies from Klaviyo's published schemas (unit_tests/test_generated_answers.py).
+            "hypothesis-jsonschema>=0.23",
             "klaviyo-api==25.0.0",
             # jsonschema checks `format: date-time` (RFC 3339) only with it installed.
             "rfc3339-validator>=0.1.4",

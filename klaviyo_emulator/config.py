@@ -9,6 +9,7 @@ from typing import Any, Callable
 
 from .ratelimit import RateLimits
 
+ENDPOINTS = ("accounts", "segments", "series", "values")
 MALFORMED_KINDS = ("missing_statistic", "short_date_times", "not_json", "wrong_type")
 CAP_MODES = ("elapsed", "wall")
 WEEK_STARTS = ("monday", "sunday")
@@ -29,6 +30,11 @@ class Faults:
     - malformed: corrupt successful report responses ("missing_statistic": the first requested
       statistic is absent from every result; "short_date_times": series date_times lose their last
       entry; "not_json": an HTML body; "wrong_type": every statistic value is the string "n/a").
+    - next_link_base: segment pages' links.next (and prev) name this base URL (scheme://host:port)
+      instead of the emulator's own, as a proxy passing on another host's links would.
+    - refuse_endpoint: every request to this endpoint ("accounts", "segments", "series" or "values")
+      that passes authentication is answered 400 `invalid` (echoing the request's headers too when
+      echo_request_in_errors is on).
     """
 
     fail_rate: float = 0.0
@@ -37,6 +43,8 @@ class Faults:
     daily_exhausted: bool = False
     echo_request_in_errors: bool = False
     malformed: str | None = None
+    next_link_base: str | None = None
+    refuse_endpoint: str | None = None
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -48,6 +56,8 @@ class Faults:
             raise ValueError("slow_seconds must not be negative")
         if self.malformed is not None and self.malformed not in MALFORMED_KINDS:
             raise ValueError(f"malformed must be one of {MALFORMED_KINDS} or None")
+        if self.refuse_endpoint is not None and self.refuse_endpoint not in ENDPOINTS:
+            raise ValueError(f"refuse_endpoint must be one of {ENDPOINTS} or None")
 
     @classmethod
     def from_json(cls, body: Any) -> Faults:

@@ -2,7 +2,8 @@
 
 Request pipeline (API routes): drop fault -> slow fault -> route (404/405) -> auth (401/403) ->
 revision (400) -> [reports: content type (415)] -> rate limits / daily_exhausted (429) ->
-[reports: body validation (400) -> fail fault (503)] -> answer (-> malformed fault).
+[reports: body validation (400) -> fail fault (503)] -> answer (-> malformed fault); the
+refuse_endpoint fault answers 400 right after the revision check.
 Every answer given after admission (200, 400, 503) carries RateLimit-Limit/Remaining/Reset when
 limits are configured; a 429 carries Retry-After instead.
 Every API request, whatever its outcome, is recorded as a CallRecord (status 0 = dropped).
@@ -464,6 +465,8 @@ class Emulator:
                            f'Method "{request.method}" not allowed on {request.path}.')
         self._authenticate(request.headers, endpoint)
         self._check_revision(request.headers)
+        if faults.refuse_endpoint == endpoint:
+            raise invalid(f"Refused by the emulator's refuse_endpoint fault ({endpoint}).")
         if endpoint in ("segments", "accounts"):
             bucket = SEGMENTS_BUCKET if endpoint == "segments" else ACCOUNTS_BUCKET
             decision = self._admit(bucket, faults, report=False)
@@ -709,9 +712,11 @@ class Emulator:
         page = selected[offset:offset + size]
         others = [(k, v) for k, v in pairs if k != "page[cursor]"]
 
+        base_url = self._faults.next_link_base or self.base_url
+
         def link(at: int) -> str:
             query = urlencode(others + ([("page[cursor]", _encode_cursor(at))] if at else []))
-            return f"{self.base_url}/api/segments/" + (f"?{query}" if query else "")
+            return f"{base_url}/api/segments/" + (f"?{query}" if query else "")
 
         links = {
             "self": f"{self.base_url}{request.path}" + (f"?{request.query}" if request.query else ""),

@@ -17,8 +17,12 @@ code runs a module before registering it, and dataclasses would look it up).
    that Klaviyo's caps allow: ``plan_series_windows``), as ``ReportPlan``s: what ``plan`` prints,
    what the read logs, and what the retriever carries out.
 5. **Requests**: ``SegmentBatchRetriever`` makes its stream's planned calls, partition by partition.
-6. **Rows**: ``SeriesRowExtractor`` / ``ValuesRowExtractor`` turn a report into rows;
-   ``BucketWindowFilter`` keeps each bucket once (the manifest's ``AddFields`` stamps a values row).
+6. **Answers and rows**: nothing an answer says is used unjudged. ``SameHostCursorPagination``
+   follows a segment page's ``links.next`` only to ``base_url``'s host; ``SegmentListExtractor``
+   refuses a listed segment without an id or with an unreadable ``created``;
+   ``SeriesRowExtractor`` / ``ValuesRowExtractor`` check a report against what its call asked
+   (``asked_report``) and turn it into rows; ``BucketWindowFilter`` keeps each bucket once (the
+   manifest's ``AddFields`` stamps a values row).
 7. **Pacing**: ``RetryAfterBackoff`` waits what a 429 asks (or ends the sync on the daily quota);
    ``AnswerAwareBackoff`` backs off after an answer, and ends a request that gets none in one
    sentence naming the host; ``ReportPacer`` spaces report calls within Klaviyo's burst and steady
@@ -28,6 +32,7 @@ code runs a module before registering it, and dataclasses would look it up).
 import bisect
 import calendar
 import datetime as dt
+import json
 import logging
 import math
 import re
@@ -35,7 +40,7 @@ import threading
 import time
 from dataclasses import InitVar, dataclass, field, replace
 from typing import Any, Callable, Final, Iterable, Iterator, Mapping, MutableMapping, Sequence, Union
-from urllib.parse import urlparse
+from urllib.parse import urljoin, urlparse
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import jsonschema
@@ -48,6 +53,9 @@ from airbyte_cdk.sources.declarative.models.declarative_component_schema import 
 from airbyte_cdk.sources.declarative.parsers.model_to_component_factory import ModelToComponentFactory
 from airbyte_cdk.sources.declarative.partition_routers.partition_router import PartitionRouter
 from airbyte_cdk.sources.declarative.requesters.error_handlers.backoff_strategies import ExponentialBackoffStrategy
+from airbyte_cdk.sources.declarative.requesters.paginators.strategies.cursor_pagination_strategy import (
+    CursorPaginationStrategy,
+)
 from airbyte_cdk.sources.declarative.retrievers.simple_retriever import SimpleRetriever
 from airbyte_cdk.sources.declarative.transformations.config_transformations.config_transformation import (
     ConfigTransformation,
@@ -566,7 +574,7 @@ def zone(timezone: str | None) -> ZoneInfo | None:
         return None
     try:
         return ZoneInfo(timezone)
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a name too long for a file name
         return None
 
 
@@ -1505,10 +1513,10 @@ class SegmentBatchRetriever(SimpleRetriever):
             if self._listed is None:
                 if self.segments is None:
                     raise ValueError("SegmentBatchRetriever needs `segments`")
-                self._listed = [
+                self._listed = unique_segments(
                     (str(p.partition["segment_id"]), _text((p.extra_fields or {}).get("created")))
                     for p in self.segments.stream_slices()
-                ]
+                )
             return self._listed
 
     def stream_plan(self, partition: StreamSlice) -> ReportPlan:
@@ -1645,6 +1653,19 @@ class SegmentBatchRetriever(SimpleRetriever):
             return True
 
 
+def unique_segments(segments: Iterable[tuple[str, str | None]]) -> list[tuple[str, str | None]]:
+    """The listed segments, each once (the first time it is listed): a listing whose pages repeat a
+    segment must not make a call ask about it twice.
+
+    >>> unique_segments([("A", None), ("B", None), ("A", "2024-01-01T00:00:00+00:00")])
+    [('A', None), ('B', None)]
+    """
+    first: dict[str, str | None] = {}
+    for segment_id, created in segments:
+        first.setdefault(segment_id, created)
+    return list(first.items())
+
+
 def _text(value: Any) -> str | None:
     return value if isinstance(value, str) else None
 
@@ -1658,54 +1679,399 @@ def of_partition(record: Any, partition: StreamSlice) -> Any:
 
 
 # ---------------------------------------------------------------------------------------------
-# 6. Rows: a report answer becomes one row per segment per bucket (or per timeframe).
+# 6. Answers and rows: nothing an answer says is used before it is judged. A link is followed only
+#    to base_url's host; a segment listing must name each segment; a report must answer what its
+#    call asked. A report answer becomes one row per segment per bucket (or per timeframe).
 # ---------------------------------------------------------------------------------------------
 
 
-def malformed_response(detail: str) -> AirbyteTracedException:
+def _call_of(request: Any) -> str:
+    """A request as a person names it: ``GET /api/segments``.
+
+    >>> _call_of(requests.Request("GET", "https://a.klaviyo.com/api/segments/?page[cursor]=x").prepare())
+    'GET /api/segments/'
+    """
+    method = getattr(request, "method", None) or "a request to"
+    return f"{method} {urlparse(str(getattr(request, 'url', '') or '')).path or '/'}"
+
+
+def origin(url: str) -> tuple[str, str, int] | None:
+    """Where ``requests`` connects to send ``url``: ``(scheme, host, port)``, the default port filled
+    in; ``None`` when ``url`` is not an http(s) URL it would send. Judged on the URL as ``requests``
+    prepares it (its parser, its IDNA encoding), so what is checked is where the request would go.
+
+    >>> origin("https://A.klaviyo.com/api/segments?page[cursor]=x")
+    ('https', 'a.klaviyo.com', 443)
+    >>> origin("http://127.0.0.2:8080/api/segments"), origin("a.klaviyo.com/api"), origin("http://[::1")
+    (('http', '127.0.0.2', 8080), None, None)
+    """
+    try:
+        prepared = requests.PreparedRequest()
+        prepared.prepare_url(url, None)
+        parsed = urlparse(str(prepared.url))
+        port = parsed.port
+    except (requests.RequestException, ValueError, UnicodeError):
+        return None
+    if parsed.scheme not in ("http", "https") or not parsed.hostname:
+        return None
+    return parsed.scheme, parsed.hostname, port or (443 if parsed.scheme == "https" else 80)
+
+
+def _host_named(where: tuple[str, str, int]) -> str:
+    scheme, host, port = where
+    return f"{scheme}://{host}:{port}"
+
+
+def link_on_base_url(link: Any, base_url: str) -> str | None:
+    """``link`` (taken from an answer; relative links are read against ``base_url``) as the URL
+    ``requests`` would send, if it goes to ``base_url``'s scheme, host and port and carries no
+    credentials of its own (``requests`` would send them instead of the API key); else ``None``.
+
+    >>> link_on_base_url("https://a.klaviyo.com/api/segments/?page%5Bcursor%5D=x", "https://a.klaviyo.com")
+    'https://a.klaviyo.com/api/segments/?page%5Bcursor%5D=x'
+    >>> link_on_base_url("/api/segments/?page[cursor]=x", "http://127.0.0.1:8080")
+    'http://127.0.0.1:8080/api/segments/?page%5Bcursor%5D=x'
+    >>> [link_on_base_url(other, "http://127.0.0.1:8080") for other in
+    ...  ("http://127.0.0.2:8080/api", "//127.0.0.2:8080/api", "https://127.0.0.1:8080/api", "http://u:p@127.0.0.1:8080/")]
+    [None, None, None, None]
+    """
+    url = _resolved(link, base_url)
+    home = origin(base_url)
+    if url is None or home is None or origin(url) != home:
+        return None
+    prepared = requests.PreparedRequest()
+    prepared.prepare_url(url, None)
+    parsed = urlparse(str(prepared.url))
+    if parsed.username is not None or parsed.password is not None:
+        return None
+    return str(prepared.url)
+
+
+def _resolved(link: Any, base_url: str) -> str | None:
+    """``link`` read against ``base_url``, as the requester joins a path; ``None`` if it cannot be."""
+    if not isinstance(link, str) or not link.strip():
+        return None
+    try:
+        return urljoin(base_url.rstrip("/") + "/", link.strip())
+    except ValueError:  # an unclosed [IPv6] host, for one
+        return None
+
+
+def foreign_link_refused(call: str, link: Any, base_url: str) -> AirbyteTracedException:
+    """The one sentence that ends a listing whose answer links off ``base_url``'s host: a config
+    error, since retrying changes nothing and the fix lies with whoever answers at ``base_url``
+    (a proxy or stand-in that passes on another host's links)."""
+    resolved = _resolved(link, base_url)
+    where = origin(resolved) if resolved else None
+    named = f"on {_host_named(where)}" if where else f"as {str(link)[:120]!r}, which is not a URL on that host"
+    message = (
+        f"The answer to {call} named its next page {named}, not on base_url ({base_url}): the connector sends the "
+        "API key only to base_url, so it stopped; if base_url is a proxy, make it rewrite links.next to its own address."
+    )
+    return AirbyteTracedException(message=message, internal_message=message, failure_type=FailureType.config_error)
+
+
+@dataclass
+class SameHostCursorPagination(CursorPaginationStrategy):
+    """The manifest's ``CursorPagination`` (the next page is ``cursor_value`` until ``stop_condition``)
+    that follows a link only to ``config['base_url']``'s scheme, host and port, where every request
+    of the connector goes: the API key is sent with each page request, and ``requests`` drops it on
+    a cross-host *redirect* but not on a link. A link elsewhere (or one that is not a URL) ends the
+    stream with ``foreign_link_refused``'s sentence before anything is sent there; so does a link
+    to a page this listing has already read (it would never end). A relative link is read against
+    ``base_url``, as the requester joins it.
+    """
+
+    # The links this listing has followed: a link to one of them again is a loop.
+    _followed: set[str] = field(init=False, repr=False, default_factory=set)
+
+    def next_page_token(
+        self,
+        response: requests.Response,
+        last_page_size: int,
+        last_record: Record | None,
+        last_page_token_value: Any | None = None,
+        page_size_override: int | None = None,
+        stream_slice: StreamSlice | None = None,
+    ) -> Any | None:
+        if last_page_token_value is None:
+            self._followed.clear()  # a listing's first page
+        token = super().next_page_token(
+            response, last_page_size, last_record, last_page_token_value, page_size_override, stream_slice
+        )
+        if token is None:
+            return None
+        base_url = str(self.config.get("base_url") or DEFAULT_BASE_URL)
+        call = _call_of(response.request)
+        url = link_on_base_url(token, base_url)
+        if url is None:
+            raise foreign_link_refused(call, token, base_url)
+        if url in self._followed:
+            message = (
+                f"The answer to {call} named as its next page one already read ({url}): "
+                "the listing would never end, so it stopped."
+            )
+            raise AirbyteTracedException(message=message, internal_message=message, failure_type=FailureType.system_error)
+        self._followed.add(url)
+        return url
+
+
+def unreadable_listing(call: str, detail: str) -> AirbyteTracedException:
     return AirbyteTracedException(
-        message=f"Klaviyo sent a report the connector cannot read ({detail}); no rows were written for it. "
+        message=f"Klaviyo listed segments the connector cannot use ({call}: {detail}); no report was asked for. "
         "Retry the sync; if it happens again, report it with this message.",
-        internal_message=detail,
+        internal_message=f"{call}: {detail}",
         failure_type=FailureType.system_error,
     )
 
 
-def _report_attributes(response: requests.Response) -> Mapping[str, Any]:
+@dataclass
+class SegmentListExtractor(RecordExtractor):
+    """A page of ``GET /api/segments`` -> its segments (the ``data`` list), judged whole before any
+    is used.
+
+    - Each segment must have an ``id``: a non-empty string.
+    - ``attributes.created`` (when the segment was created: a report window asks only about the
+      segments created before it ends) must be an RFC 3339 date-time with an offset, the spec's
+      ``format: date-time``. ``null`` or absent (the spec allows ``created: null``) is read as
+      *unknown*: the segment takes part in every report window, which costs calls but loses no row.
+    - Other attributes are passed on as they are (the stream's schema allows more).
+
+    Anything else ends the listing with one sentence naming the call and the segment
+    (``unreadable_listing``): no report is asked for with a list the connector cannot trust.
+
+    >>> response = requests.Response()
+    >>> response._content, response.request = b'{"data": [{"id": "A", "attributes": {"created": null}}]}', requests.Request(
+    ...     "GET", "https://a.klaviyo.com/api/segments").prepare()
+    >>> list(SegmentListExtractor(config={}, parameters={}).extract_records(response))
+    [{'id': 'A', 'attributes': {'created': None}}]
+    """
+
+    config: Config
+    parameters: InitVar[Mapping[str, Any]]
+
+    def extract_records(self, response: requests.Response) -> Iterable[MutableMapping[Any, Any]]:
+        call = _call_of(response.request)
+        try:
+            body = response.json()
+        except ValueError:
+            raise unreadable_listing(call, "the body is not JSON") from None
+        data = body.get("data") if isinstance(body, dict) else None
+        if not isinstance(data, list):
+            raise unreadable_listing(call, "the answer has no data list")
+        for position, segment in enumerate(data, start=1):
+            if not isinstance(segment, dict):
+                raise unreadable_listing(call, f"item {position} of the page is not an object")
+            segment_id = segment.get("id")
+            if not isinstance(segment_id, str) or not segment_id.strip():
+                raise unreadable_listing(call, f"segment {position} of the page has no id")
+            attributes = segment.get("attributes")
+            if attributes is None:
+                continue
+            if not isinstance(attributes, dict):
+                raise unreadable_listing(call, f"segment {segment_id}'s attributes are not an object")
+            created = attributes.get("created")
+            if created is not None and (not isinstance(created, str) or _instant(created) is None):
+                raise unreadable_listing(
+                    call, f"segment {segment_id} was created {str(created)[:60]!r}, which is not a date-time with an offset"
+                )
+        return data
+
+
+def malformed_response(detail: str, call: str | None = None) -> AirbyteTracedException:
+    where = f"{call}: {detail}" if call else detail
+    return AirbyteTracedException(
+        message=f"Klaviyo sent a report the connector cannot read ({where}); no rows were written for it. "
+        "Retry the sync; if it happens again, report it with this message.",
+        internal_message=where,
+        failure_type=FailureType.system_error,
+    )
+
+
+@dataclass(frozen=True)
+class AskedReport:
+    """What one report call asked Klaviyo for, read back from the request as it was sent
+    (``asked_report``): its answer is judged against it.
+
+    ``call`` names the call (and its timeframe) in errors; ``segment_ids`` are its filter's ids;
+    ``window`` is a custom timeframe's ``(start, last_second)`` in company wall time (Klaviyo
+    ignores the offsets), ``None`` for a timeframe key.
+    """
+
+    call: str
+    segment_ids: frozenset[str]
+    window: tuple[dt.datetime, dt.datetime] | None = None
+
+
+# The connector's own filter: any(segment_id,["A","B"]) or equals(segment_id,"A").
+_SEGMENT_FILTER = re.compile(
+    r'^\s*(?:any\(\s*segment_id\s*,\s*(\[.*\])\s*\)|equals\(\s*segment_id\s*,\s*("(?:[^"\\]|\\.)*")\s*\))\s*$', re.S
+)
+
+
+def asked_report(request: Any) -> AskedReport:
+    """What the report call ``request`` (``response.request``: the call as sent) asked for.
+
+    >>> asked = asked_report(requests.Request("POST", "https://a.klaviyo.com/api/segment-series-reports", json={"data": {
+    ...     "attributes": {"filter": 'any(segment_id,["A","B"])', "interval": "daily",
+    ...                    "timeframe": {"start": "2024-01-01T00:00:00-05:00", "end": "2024-01-07T23:59:59-05:00"}}}}).prepare())
+    >>> sorted(asked.segment_ids), asked.window[1]
+    (['A', 'B'], datetime.datetime(2024, 1, 7, 23, 59, 59))
+    >>> asked.call
+    'POST /api/segment-series-reports for 2024-01-01T00:00:00-05:00 to 2024-01-07T23:59:59-05:00'
+    """
+    call = _call_of(request)
+    try:
+        body = getattr(request, "body", None)
+        attributes = json.loads(body.decode() if isinstance(body, bytes) else str(body))["data"]["attributes"]
+        match = _SEGMENT_FILTER.match(attributes["filter"])
+        if match is None:
+            raise ValueError(attributes["filter"])
+        ids = json.loads(match.group(1)) if match.group(1) else [json.loads(match.group(2))]
+        if not all(isinstance(segment_id, str) for segment_id in ids):
+            raise ValueError(ids)
+        timeframe = attributes.get("timeframe") or {}
+        window = None
+        if "start" in timeframe and "end" in timeframe:
+            window = (wall_time(timeframe["start"]), wall_time(timeframe["end"]))
+            call = f"{call} for {timeframe['start']} to {timeframe['end']}"
+    except (ValueError, LookupError, TypeError, AttributeError):
+        # The connector's own request: a manifest that no longer sends the filter it reads back.
+        message = f"The connector could not read back which segments its own call {call} asked about: report this."
+        raise AirbyteTracedException(message=message, internal_message=message, failure_type=FailureType.system_error) from None
+    return AskedReport(call=call, segment_ids=frozenset(ids), window=window)
+
+
+def _report_attributes(response: requests.Response, call: str | None = None) -> Mapping[str, Any]:
     try:
         body = response.json()
     except ValueError:
-        raise malformed_response("the body is not JSON") from None
-    attributes = body.get("data", {}).get("attributes") if isinstance(body, dict) else None
+        raise malformed_response("the body is not JSON", call) from None
+    data = body.get("data") if isinstance(body, dict) else None
+    attributes = data.get("attributes") if isinstance(data, dict) else None
     if not isinstance(attributes, dict) or not isinstance(attributes.get("results"), list):
-        raise malformed_response("data.attributes.results is missing")
+        raise malformed_response("data.attributes.results is missing", call)
     return attributes
 
 
-def _segment_id(result: Any) -> str:
-    segment_id = result.get("groupings", {}).get("segment_id") if isinstance(result, dict) else None
-    if not isinstance(segment_id, str):
-        raise malformed_response("a result has no groupings.segment_id")
-    return segment_id
+def _result_segments(results: list[Any], asked: AskedReport | None) -> list[tuple[str, Mapping[str, Any]]]:
+    """``(segment_id, statistics)`` of each result, judged against what was asked: every result
+    names a segment the call asked about (``groupings.segment_id``), once, and has a statistics
+    object. An asked segment missing from the results is read as Klaviyo having no numbers for it
+    there: no row, and a warning naming it (the next sync asks again)."""
+    call = asked.call if asked else None
+    seen: list[tuple[str, Mapping[str, Any]]] = []
+    ids: set[str] = set()
+    for result in results:
+        groupings = result.get("groupings") if isinstance(result, dict) else None
+        segment_id = groupings.get("segment_id") if isinstance(groupings, dict) else None
+        if not isinstance(segment_id, str):
+            raise malformed_response("a result has no groupings.segment_id", call)
+        if asked is not None and segment_id not in asked.segment_ids:
+            raise malformed_response(f"it answers about segment {segment_id[:60]!r}, which the call did not ask about", call)
+        if segment_id in ids:
+            raise malformed_response(f"it answers about segment {segment_id} twice", call)
+        ids.add(segment_id)
+        statistics = result.get("statistics")
+        if not isinstance(statistics, dict):
+            raise malformed_response(f"segment {segment_id} has no statistics", call)
+        seen.append((segment_id, statistics))
+    missing = sorted(asked.segment_ids - ids) if asked else []
+    if missing:
+        LOGGER.warning(
+            "Klaviyo's answer to %s has no results for %s: no rows for %s there.",
+            asked.call if asked else "a report call",
+            ", ".join(missing[:10]) + (f" and {len(missing) - 10} more" if len(missing) > 10 else ""),
+            "it" if len(missing) == 1 else "them",
+        )
+    return seen
 
 
-# Exact types: a bool is not a count. Klaviyo's schema does not promise numbers, and a statistic
-# may be null (a segment that did not exist yet): null is written as null.
-_STATISTIC_TYPES = (int, float, type(None))
+def _count(value: Any) -> Union[int, None, str]:
+    """A statistic as written: a whole number (``7.0`` read as 7) or null; anything else (a text, a
+    bool, a fraction, a list) as the ``str`` that says what it was, for the error."""
+    if value is None or type(value) is int:
+        return value
+    if type(value) is float and value.is_integer():
+        return int(value)
+    return f"{json.dumps(value, default=str)[:40]}, not a whole number or null"
 
 
-def _statistic(value: Any, where: str) -> Union[int, float, None]:
-    if type(value) not in _STATISTIC_TYPES:
-        raise malformed_response(f"{where} is {value!r}, not a number or null")
-    return value  # type: ignore[no-any-return]
+def _counts(column: list[Any], where: Callable[[int], str], call: str | None) -> list[Any]:
+    # One pass per column, not a call per value: this is the connector's per-row hot path.
+    if all(value is None or type(value) is int for value in column):
+        return column
+    counts = []
+    for index, value in enumerate(column):
+        count = _count(value)
+        if isinstance(count, str):
+            raise malformed_response(f"{where(index)} is {count}", call)
+        counts.append(count)
+    return counts
+
+
+# How far a bucket start may lie outside the timeframe asked for and still be one of its edge
+# buckets: Klaviyo may answer from the bucket holding the start to the first bucket after the end
+# (undocumented), so up to a longest bucket on either side, plus the hour a daylight-saving change
+# moves wall time against elapsed time.
+_EDGE_BUCKET: Final = {
+    "hourly": dt.timedelta(hours=2),
+    "daily": dt.timedelta(hours=25),
+    "weekly": dt.timedelta(days=7, hours=1),
+    "monthly": dt.timedelta(days=31, hours=1),
+}
+# Klaviyo does not say which offset it writes bucket starts in (the company's, UTC's, or the
+# company's wall time with another offset): placed in company time, one may move by up to the
+# span of UTC offsets (UTC-12 to UTC+14), which BucketWindowFilter's edge rule absorbs.
+_ANY_OFFSET: Final = dt.timedelta(hours=26)
+
+
+def _series_date_times(
+    date_times: Any, interval: str, timezone: str | None, asked: AskedReport | None
+) -> list[str]:
+    """The buckets' starts, placed in company time (``company_date_time``), judged: each an RFC
+    3339 date-time with an offset, none twice, and each within an edge bucket (and any offset's
+    reach, ``_ANY_OFFSET``) of the timeframe asked for. Buckets near the edges are left to
+    ``BucketWindowFilter``; one further off is not an answer to this call."""
+    call = asked.call if asked else None
+    if not isinstance(date_times, list) or not all(isinstance(d, str) for d in date_times):
+        raise malformed_response("data.attributes.date_times is missing or not a list of date-times", call)
+    placed = []
+    for date_time in date_times:
+        if _instant(date_time) is None:
+            raise malformed_response(f"date_times holds {date_time[:60]!r}, which is not a date-time with an offset", call)
+        try:
+            placed.append(company_date_time(date_time, timezone))
+        except (ValueError, OverflowError):
+            raise malformed_response(f"date_times holds {date_time[:60]!r}, which is out of range", call) from None
+    if len(set(placed)) != len(placed):
+        raise malformed_response("date_times names a bucket twice", call)
+    if asked is not None and asked.window is not None:
+        slack = _EDGE_BUCKET.get(interval, _EDGE_BUCKET["monthly"]) + _ANY_OFFSET
+        first, last = asked.window
+        for date_time in placed:
+            wall = wall_time(date_time)
+            if not first - slack <= wall <= last + slack:
+                raise malformed_response(f"date_times holds {date_time}, outside the timeframe asked for", call)
+    return placed
 
 
 def series_rows(
-    attributes: Mapping[str, Any], statistics: list[str], interval: str, timezone: str | None = None
+    attributes: Mapping[str, Any],
+    statistics: list[str],
+    interval: str,
+    timezone: str | None = None,
+    asked: AskedReport | None = None,
 ) -> Iterator[dict[str, Any]]:
     """Turn a series report's ``results`` x ``date_times`` into one row per segment per bucket,
     each ``date_time`` placed in company time when the account's timezone is known (Klaviyo may
     write them with the company's offset or in UTC: it does not say).
+
+    The whole answer is judged before the first row (so a bad one writes none), against
+    ``asked`` (what the call asked for) when given: ``date_times`` as ``_series_date_times`` says;
+    results as ``_result_segments`` says; each asked statistic a list as long as ``date_times`` of
+    whole numbers or nulls (null: a bucket with no number, written as null; ``7.0`` is 7).
+    Statistics not asked for are ignored.
 
     >>> attrs = {"date_times": ["2024-01-01T05:00:00+00:00", "2024-01-02T05:00:00+00:00"],
     ...          "results": [{"groupings": {"segment_id": "A"}, "statistics": {"total_members": [None, 5]}}]}
@@ -1713,31 +2079,30 @@ def series_rows(
     [{'segment_id': 'A', 'interval': 'daily', 'date_time': '2024-01-01T00:00:00-05:00', 'total_members': None},
      {'segment_id': 'A', 'interval': 'daily', 'date_time': '2024-01-02T00:00:00-05:00', 'total_members': 5}]
     """
-    date_times = attributes.get("date_times")
-    if not isinstance(date_times, list) or not all(isinstance(d, str) for d in date_times):
-        raise malformed_response("data.attributes.date_times is missing or not a list of date-times")
-    try:
-        date_times = [company_date_time(d, timezone) for d in date_times]
-    except ValueError:
-        raise malformed_response("data.attributes.date_times holds a value that is not a date-time") from None
-    for result in attributes["results"]:
-        segment_id = _segment_id(result)
-        values = result.get("statistics")
-        if not isinstance(values, dict):
-            raise malformed_response(f"segment {segment_id} has no statistics")
+    call = asked.call if asked else None
+    date_times = _series_date_times(attributes.get("date_times"), interval, timezone, asked)
+    judged = []
+    for segment_id, values in _result_segments(attributes["results"], asked):
         columns = []
         for statistic in statistics:
             column = values.get(statistic)
             if not isinstance(column, list) or len(column) != len(date_times):
                 raise malformed_response(
                     f"segment {segment_id}'s {statistic} has {len(column) if isinstance(column, list) else 'no'} "
-                    f"values for {len(date_times)} date_times"
+                    f"values for {len(date_times)} date_times",
+                    call,
                 )
-            # One pass per column, not a call per value: this is the connector's per-row hot path.
-            if not all(type(value) in _STATISTIC_TYPES for value in column):
-                index = next(i for i, value in enumerate(column) if type(value) not in _STATISTIC_TYPES)
-                _statistic(column[index], f"segment {segment_id}'s {statistic} at {date_times[index]}")
-            columns.append(column)
+            columns.append(
+                _counts(column, lambda i, s=statistic, d=segment_id: f"segment {d}'s {s} at {date_times[i]}", call)  # type: ignore[misc]
+            )
+        judged.append((segment_id, columns))
+    return _series_row_iterator(judged, statistics, interval, date_times)
+
+
+def _series_row_iterator(
+    judged: list[tuple[str, list[list[Any]]]], statistics: list[str], interval: str, date_times: list[str]
+) -> Iterator[dict[str, Any]]:
+    for segment_id, columns in judged:
         for index, date_time in enumerate(date_times):
             row: dict[str, Any] = {"segment_id": segment_id, "interval": interval, "date_time": date_time}
             for statistic, column in zip(statistics, columns, strict=True):
@@ -1745,30 +2110,36 @@ def series_rows(
             yield row
 
 
-def values_rows(attributes: Mapping[str, Any], statistics: list[str]) -> Iterator[dict[str, Any]]:
+def values_rows(
+    attributes: Mapping[str, Any], statistics: list[str], asked: AskedReport | None = None
+) -> Iterator[dict[str, Any]]:
     """Turn a values report's ``results`` into one row per segment (timeframe fields are added
-    from the partition by the manifest).
+    from the partition by the manifest), the whole answer judged first: results as
+    ``_result_segments`` says, each asked statistic a whole number or null.
 
     >>> list(values_rows({"results": [{"groupings": {"segment_id": "A"},
     ...                                "statistics": {"members_added": 4}}]}, ["members_added"]))
     [{'segment_id': 'A', 'members_added': 4}]
     """
-    for result in attributes["results"]:
-        segment_id = _segment_id(result)
-        values = result.get("statistics")
-        if not isinstance(values, dict):
-            raise malformed_response(f"segment {segment_id} has no statistics")
+    call = asked.call if asked else None
+    rows = []
+    for segment_id, values in _result_segments(attributes["results"], asked):
         row: dict[str, Any] = {"segment_id": segment_id}
         for statistic in statistics:
             if statistic not in values:
-                raise malformed_response(f"segment {segment_id} has no {statistic}")
-            row[statistic] = _statistic(values[statistic], f"segment {segment_id}'s {statistic}")
-        yield row
+                raise malformed_response(f"segment {segment_id} has no {statistic}", call)
+            count = _count(values[statistic])
+            if isinstance(count, str):
+                raise malformed_response(f"segment {segment_id}'s {statistic} is {count}", call)
+            row[statistic] = count
+        rows.append(row)
+    return iter(rows)
 
 
 @dataclass
 class SeriesRowExtractor(RecordExtractor):
-    """A ``segment-series-report`` response -> rows ``{segment_id, interval, date_time, <statistics>}``.
+    """A ``segment-series-report`` response -> rows ``{segment_id, interval, date_time, <statistics>}``,
+    judged against what its call asked (``asked_report``, ``series_rows``).
 
     Without the account's timezone, ``date_times`` written in UTC cannot be placed in company
     time, and the bucket-in-window rule compares company wall times: said once, with the fix.
@@ -1782,7 +2153,8 @@ class SeriesRowExtractor(RecordExtractor):
 
     def extract_records(self, response: requests.Response) -> Iterable[Mapping[str, Any]]:
         timezone = self.config.get("_derived", {}).get("timezone")
-        attributes = _report_attributes(response)
+        asked = asked_report(response.request)
+        attributes = _report_attributes(response, asked.call)
         if self.pacer is not None:
             self.pacer.update_from_response(response.request, response)
         if timezone is None and not self._warned_of_utc and _written_in_utc(attributes.get("date_times")):
@@ -1792,7 +2164,7 @@ class SeriesRowExtractor(RecordExtractor):
                 "(scope accounts:read): unless the account is on UTC, a bucket at a window's edge may be "
                 "missed. Give the key accounts:read."
             )
-        yield from series_rows(attributes, self.config["statistics"], self.config["interval"], timezone)
+        yield from series_rows(attributes, self.config["statistics"], self.config["interval"], timezone, asked)
 
 
 def _written_in_utc(date_times: Any) -> bool:
@@ -1805,7 +2177,8 @@ def _written_in_utc(date_times: Any) -> bool:
 
 @dataclass
 class ValuesRowExtractor(RecordExtractor):
-    """A ``segment-values-report`` response -> rows ``{segment_id, <statistics>}``."""
+    """A ``segment-values-report`` response -> rows ``{segment_id, <statistics>}``, judged against
+    what its call asked (``asked_report``, ``values_rows``)."""
 
     config: Config
     parameters: InitVar[Mapping[str, Any]]
@@ -1813,10 +2186,11 @@ class ValuesRowExtractor(RecordExtractor):
     pacer: Any = field(init=False, repr=False, default=None)
 
     def extract_records(self, response: requests.Response) -> Iterable[Mapping[str, Any]]:
-        attributes = _report_attributes(response)
+        asked = asked_report(response.request)
+        attributes = _report_attributes(response, asked.call)
         if self.pacer is not None:
             self.pacer.update_from_response(response.request, response)
-        yield from values_rows(attributes, self.config["statistics"])
+        yield from values_rows(attributes, self.config["statistics"], asked)
 
 
 @dataclass

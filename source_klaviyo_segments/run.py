@@ -50,6 +50,7 @@ from .components import (
     no_segment_found,
     plan_read,
     report_streams,
+    unique_segments,
 )
 from .source import SourceKlaviyoSegments
 
@@ -251,11 +252,11 @@ def plan_of_read(
     try:
         with _quiet_http_errors():
             segments_stream = next(stream for stream in source.streams(config) if stream.name == "segments")
-            segments = [
+            segments = unique_segments(
                 (str(record.data["id"]), record.data.get("created"))
                 for partition in segments_stream.generate_partitions()
                 for record in partition.read()
-            ]
+            )
     except AirbyteTracedException as error:
         sentence = error.message or "Klaviyo refused to list the segments."
         raise NoPlan(sentence, error.failure_type or FailureType.system_error) from None
