@@ -16,4 +16,4 @@ ENV AIRBYTE_ENTRYPOINT="python /airbyte/integration_code/main.py"
 ENTRYPOINT ["python", "/airbyte/integration_code/main.py"]
 
 LABEL io.airbyte.name=airbyte/source-klaviyo-segments
-LABEL io.airbyte.version=0.3.1
+LABEL io.airbyte.version=0.4.0

@@ -347,11 +347,60 @@ def peer(workdir: Path, connector: dict[str, float]) -> Section:
         "SDK peer: rows read", f"{result['rows']:,}", f"{expected:,}", result["rows"] == expected)])
 
 
+# -- Nothing answering at base_url ------------------------------------------------------------------
+
+DEAD_PORT_LIMIT_S = 90  # "within about a minute": the CDK's own retries wait 1 + 2 + 4 + 8 + 16 s
+
+
+def dead_port(workdir: Path) -> Section:
+    """A ``read`` against a port that accepts each connection and closes it without a word: how long
+    until it stops, how many connections it made, and what it said."""
+    import socket
+    import threading
+
+    table = Table(["command", "connections", "exit", "error traces", "sentence", "wall s"])
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)
+    listener.settimeout(0.2)
+    connections, stop = [0], threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                continue
+            connections[0] += 1
+            conn.close()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    print("[dead port] read against a port that answers nothing ...", flush=True)
+    try:
+        settings = {"api_key": "pk_dead_port", "base_url": f"http://127.0.0.1:{listener.getsockname()[1]}",
+                    "start_date": "2025-01-01", "end_date": "2025-02-01"}
+        run, out = read(workdir / "dead-port", settings, ("segment_series",), timeout=600)
+    finally:
+        stop.set()
+        thread.join()
+        listener.close()
+    errors = read_output(out).errors
+    sentence = errors[0] if errors else ""
+    table.rows.append(["`read`", str(connections[0]), str(run.returncode), str(len(errors)), sentence, f"{run.wall_s:.1f}"])
+    return Section("Nothing answering at base_url", [table], [
+        Gate("dead port: stops with one sentence", f"{len(errors)} trace(s), exit {run.returncode}", "1, exit != 0",
+             len(errors) == 1 and run.returncode != 0),
+        Gate("dead port: wall s", f"{run.wall_s:.1f}", f"<= {DEAD_PORT_LIMIT_S}", run.wall_s <= DEAD_PORT_LIMIT_S),
+    ])
+
+
 def section_functions() -> dict[str, Callable[[Path, dict[str, Section]], Section]]:
     """Each section by its name, called with a scratch folder and the sections run before it."""
     return {
         "calls": lambda workdir, done: calls(workdir),
         "listing": lambda workdir, done: listing(workdir),
+        "dead_port": lambda workdir, done: dead_port(workdir),
         "cpu": lambda workdir, done: cpu(workdir),
         "memory": lambda workdir, done: memory(workdir),
         "startup": lambda workdir, done: startup(workdir),
