@@ -11,12 +11,16 @@ The examples are fixed by the ``ci`` profile (``derandomize``, the root conftest
 from __future__ import annotations
 
 import json
+import os
+import tempfile
 from typing import Any
+from unittest import mock
 
 import pytest
 import requests
 import requests_mock
 from airbyte_cdk.sources.types import StreamSlice
+from airbyte_cdk.utils.constants import ENV_REQUEST_CACHE_PATH
 from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -72,28 +76,36 @@ OUR_LISTING_ERRORS = ("Klaviyo listed segments the connector cannot use (GET /ap
 
 
 @pytest.fixture(scope="module")
-def segments_stream() -> Any:
-    """The manifest's ``segments`` stream, built once (the account's timezone is refused: 403)."""
+def source_and_config() -> tuple[SourceKlaviyoSegments, Any]:
+    """The source and its prepared config, built once (the account's timezone is refused: 403)."""
     config = km.config(segment_ids=None)
     with requests_mock.Mocker() as mocker:
         mocker.get(f"{km.BASE_URL}/api/accounts", status_code=403, json=km.account_forbidden())
         source = SourceKlaviyoSegments(config=config)
-        prepared = source.configure(config, "/tmp")  # noqa: S108 - nothing is written there
+        return source, source.configure(config, "/tmp")  # noqa: S108 - nothing is written there
+
+
+def segments_stream(source_and_config: tuple[SourceKlaviyoSegments, Any], cache_dir: str) -> Any:
+    """The manifest's ``segments`` stream with a request cache of its own: the listing is cached
+    (one listing per run), so each example needs a stream that has not seen the others' pages."""
+    source, prepared = source_and_config
+    with mock.patch.dict(os.environ, {ENV_REQUEST_CACHE_PATH: cache_dir}):
         return next(stream for stream in source.streams(prepared) if stream.name == "segments")
 
 
 @settings(SETTINGS, max_examples=15)
 @given(pages=PAGES)
 def test_any_listing_the_spec_allows_ends_in_its_segments_or_one_sentence_and_stays_on_base_urls_host(
-    segments_stream: Any, pages: list[Any]
+    source_and_config: tuple[SourceKlaviyoSegments, Any], pages: list[Any]
 ) -> None:
     answers = iter(pages)
-    with requests_mock.Mocker() as mocker:
+    with tempfile.TemporaryDirectory() as cache_dir, requests_mock.Mocker() as mocker:
+        stream = segments_stream(source_and_config, cache_dir)
         mocker.register_uri(requests_mock.ANY, requests_mock.ANY, json={"data": []})  # another host: seen, not refused
         mocker.get(f"{km.BASE_URL}/api/segments", json=lambda request, context: next(answers, {"data": []}))
         records: list[Any] = []
         try:
-            for partition in segments_stream.generate_partitions():
+            for partition in stream.generate_partitions():
                 records.extend(record.data for record in partition.read())
         except AirbyteTracedException as refused:
             assert refused.message and refused.message.startswith(OUR_LISTING_ERRORS), refused.message

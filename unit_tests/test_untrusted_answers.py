@@ -23,7 +23,7 @@ from source_klaviyo_segments.components import (
     plan_segment_batches,
 )
 from unit_tests import klaviyo_mock as km
-from unit_tests.fake_klaviyo import FakeKlaviyo
+from unit_tests.klaviyo_mock import FakeKlaviyo
 
 SEGMENTS_URL = f"{km.BASE_URL}/api/segments"
 SERIES_URL = f"{km.BASE_URL}/api/segment-series-reports"
