@@ -87,7 +87,9 @@ dates = st.dates(min_value=dt.date(2023, 6, 1), max_value=dt.date(2026, 6, 1))
 past_dates = st.dates(min_value=dt.date(2023, 6, 1), max_value=dt.date(2024, 6, 1))
 
 
-@settings(max_examples=60, deadline=None)
+# Each example runs a read against mocked HTTP; the plan's own minimality is held to exhaustive
+# oracles in test_plan_minimum.py, so fewer examples here.
+@settings(max_examples=30, deadline=None)
 @given(
     interval=st.sampled_from(["hourly", "daily", "weekly", "monthly"]),
     start=past_dates,
@@ -198,7 +200,7 @@ def test_with_the_timezone_a_range_without_a_fall_back_takes_klaviyos_full_caps(
     assert len(windows(config)) == 3
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=20, deadline=None)
 @given(
     interval=st.sampled_from(["hourly", "daily", "weekly", "monthly"]),
     saved=st.datetimes(min_value=dt.datetime(2023, 9, 1), max_value=dt.datetime(2024, 12, 1)),
