@@ -177,7 +177,6 @@ def refuse_unknown_streams(source: SourceKlaviyoSegments, catalog: ConfiguredAir
         )
 
 
-REPORT_STREAMS = ("segment_values", "segment_series")
 
 
 class NoPlan(Exception):
@@ -263,15 +262,17 @@ def plan_of_read(
     except Exception as error:
         raise NoPlan(f"Could not list segments at {config.get('base_url')} ({type(error).__name__}).", None) from None
     warnings = segment_id_lines(raw_config, segments)
+    streams = report_streams(manifest["report_streams"])
+    resumable = {stream.name for stream in streams if stream.resumable}
     plans = plan_read(
-        report_streams(manifest["report_streams"]),
+        streams,
         config.get(CATALOG_MODES) or DEFAULT_CATALOG_MODES,
         derived,
         config["interval"],
         segments,
         int(manifest["segments_per_report"]),
         config.get("max_report_requests"),
-        derived.resumed_start(_saved_series_cursor(state)),
+        derived.resumed_start(_saved_series_cursor(state, resumable)),
     )
     return plans, config, len(segments), warnings
 
@@ -288,10 +289,11 @@ def plan(source: SourceKlaviyoSegments, raw_config: Mapping[str, Any], state: li
     ]
 
 
-def _saved_series_cursor(state: list[AirbyteStateMessage] | None) -> str | None:
+def _saved_series_cursor(state: list[AirbyteStateMessage] | None, resumable: set[str]) -> str | None:
+    """The saved cursor of the stream that resumes from its state (the manifest's ``report_streams``)."""
     for message in state or []:
         stream = message.stream
-        if stream and stream.stream_descriptor.name == "segment_series" and stream.stream_state:
+        if stream and stream.stream_descriptor.name in resumable and stream.stream_state:
             cursor = getattr(stream.stream_state, "date_time", None)
             return cursor if isinstance(cursor, str) else None
     return None
