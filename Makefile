@@ -67,10 +67,12 @@ unit: $(TEST_STAMP)
 integration: $(TEST_STAMP)
 	$(BIN)/python -m pytest -q integration_tests
 
-# Spread over the cores (at most 4), a test file per worker (module fixtures such as the standard
-# suites' emulators start once): no test's verdict depends on how busy the machine is.
+# Spread over one worker more than the cores (at most 4): while one waits on a retry's backoff or
+# a connector process, another has the core. A test file per worker (module fixtures such as the
+# standard suites' emulators start once). No test's verdict depends on how busy the machine is.
+TEST_WORKERS ?= $(shell cores=$$(nproc 2>/dev/null || echo 1); echo $$(( cores < 3 ? cores + 1 : 4 )))
 test: lint
-	$(BIN)/python -m pytest -q -n auto --maxprocesses 4 --dist loadfile source_klaviyo_segments unit_tests integration_tests
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile source_klaviyo_segments unit_tests integration_tests
 
 bench: $(TEST_STAMP)
 	$(BIN)/python -m bench.run

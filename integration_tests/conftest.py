@@ -1,5 +1,7 @@
-"""Run the installed ``source-klaviyo-segments`` command (a subprocess, as Airbyte does) against
-the Klaviyo emulator, and read back its Airbyte messages."""
+"""Run ``source-klaviyo-segments`` in a process of its own, as Airbyte does, against the Klaviyo
+emulator, and read back its Airbyte messages. The process is forked from one that has imported the
+connector already (``connector_process``); ``installed_script=True`` runs the installed console
+script instead."""
 
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from integration_tests.connector_process import run_command
 from klaviyo_emulator import Emulator, EmulatorConfig
 from source_klaviyo_segments import SourceKlaviyoSegments
 
@@ -59,10 +62,11 @@ def run_connector(
     streams: list[tuple[str, str]] | None = None,
     state: list[dict[str, Any]] | None = None,
     timeout: float = 300,
+    installed_script: bool = False,
 ) -> Run:
     config_path = tmp_path / "config.json"
     config_path.write_text(json.dumps(config))
-    args = [*connector_command(), command] + ([] if command == "spec" else ["--config", str(config_path)])
+    args = [command] + ([] if command == "spec" else ["--config", str(config_path)])
     if streams is not None:
         catalog = {"streams": [catalog_entry(name, mode) for name, mode in streams]}
         (tmp_path / "catalog.json").write_text(json.dumps(catalog))
@@ -70,7 +74,10 @@ def run_connector(
     if state is not None:
         (tmp_path / "state.json").write_text(json.dumps(state))
         args += ["--state", str(tmp_path / "state.json")]
-    done = subprocess.run(args, capture_output=True, text=True, timeout=timeout, cwd=tmp_path)
+    if installed_script:
+        done = subprocess.run([*connector_command(), *args], capture_output=True, text=True, timeout=timeout, cwd=tmp_path)
+    else:
+        done = run_command(args, cwd=tmp_path, timeout=timeout)
     messages = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
     return Run(messages=messages, returncode=done.returncode, stderr=done.stderr)
 

@@ -108,7 +108,7 @@ def test_incremental_second_sync_reads_only_new_buckets_and_the_lookback(emulato
 
 
 def test_check_spec_and_discover(emulator: Emulator, tmp_path: Path) -> None:
-    good = run_connector(tmp_path, "check", config_for(emulator))
+    good = run_connector(tmp_path, "check", config_for(emulator), installed_script=True)
     assert good.of("CONNECTION_STATUS")[0]["connectionStatus"]["status"] == "SUCCEEDED"
 
     wrong_key = run_connector(tmp_path, "check", {**config_for(emulator), "api_key": "pk_wrong"})
@@ -124,7 +124,7 @@ def test_check_spec_and_discover(emulator: Emulator, tmp_path: Path) -> None:
     assert status["status"] == "FAILED" and "NOPE42" in status["message"]
     assert emulator.report_calls(status=None) == []  # check never spends report quota
 
-    spec = run_connector(tmp_path, "spec", {})
+    spec = run_connector(tmp_path, "spec", {}, installed_script=True)
     assert spec.of("SPEC")[0]["spec"]["connectionSpecification"]["required"] == ["api_key"]
     catalog = run_connector(tmp_path, "discover", config_for(emulator)).of("CATALOG")[0]["catalog"]
     assert [s["name"] for s in catalog["streams"]] == ["segments", "segment_values", "segment_series"]
@@ -143,7 +143,7 @@ def test_the_api_key_never_leaves_the_process_even_when_klaviyo_echoes_it(emulat
         assert run.errors() or run.of("CONNECTION_STATUS")
 
 
-def test_a_two_year_backfill_of_1000_segments_created_over_it_asks_only_about_existing_segments(tmp_path: Path) -> None:
+def test_a_two_year_backfill_of_400_segments_created_over_it_asks_only_about_existing_segments(tmp_path: Path) -> None:
     from zoneinfo import ZoneInfo
 
     from klaviyo_emulator import EmulatorConfig
@@ -151,7 +151,7 @@ def test_a_two_year_backfill_of_1000_segments_created_over_it_asks_only_about_ex
     start, end = dt.datetime(2023, 6, 1), dt.datetime(2025, 6, 1)
     zone = ZoneInfo("America/New_York")
     config_emulator = EmulatorConfig(
-        segments=1000, now=dt.datetime(2025, 6, 2), created_spread=(start, end - dt.timedelta(hours=1)), before_creation="zero"
+        segments=400, now=dt.datetime(2025, 6, 2), created_spread=(start, end - dt.timedelta(hours=1)), before_creation="zero"
     )
     with Emulator(config_emulator) as emu:
         run = run_connector(tmp_path, "read", config_for(emu, start_date="2023-06-01", end_date="2025-06-01"),
@@ -176,7 +176,7 @@ def test_a_two_year_backfill_of_1000_segments_created_over_it_asks_only_about_ex
             fewest[j] = min(fewest[i] for i in range(max(0, j - 60), j) if fits(days[i], days[j])) + math.ceil(existing / 100)
         expected_calls = fewest[-1]
         windows = math.ceil(len(days) / 60)
-        every_segment_every_window = math.ceil(1000 / 100) * windows
+        every_segment_every_window = math.ceil(400 / 100) * windows
         assert len(emu.report_calls(status=None)) == expected_calls < every_segment_every_window * 0.7
 
         truth = emu.truth_series("daily", start, end)

@@ -13,10 +13,10 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
-import subprocess
 from pathlib import Path
 
-from integration_tests.conftest import catalog_entry, config_for, connector_command, run_connector
+from integration_tests.conftest import catalog_entry, config_for, run_connector
+from integration_tests.connector_process import run_command
 from klaviyo_emulator import Emulator, EmulatorConfig
 
 START, END = dt.date(2024, 1, 1), dt.date(2025, 2, 4)  # 400 days
@@ -39,9 +39,9 @@ def test_plan_prints_the_cost_and_makes_no_report_call(tmp_path: Path) -> None:
         (tmp_path / "config.json").write_text(json.dumps(config))
         catalog = {"streams": [catalog_entry("segment_series", "incremental")]}
         (tmp_path / "catalog.json").write_text(json.dumps(catalog))
-        command = [*connector_command(), "plan", "--config", str(tmp_path / "config.json")]
+        command = ["plan", "--config", str(tmp_path / "config.json")]
         command += ["--catalog", str(tmp_path / "catalog.json")]
-        done = subprocess.run(command, capture_output=True, text=True, timeout=120, cwd=tmp_path)
+        done = run_command(command, cwd=tmp_path, timeout=120)
         assert done.returncode == 0, done.stderr
         assert report_calls(emu) == 0
     text = done.stdout

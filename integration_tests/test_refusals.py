@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 
 from integration_tests.conftest import NOW, catalog_entry, config_for, connector_command
+from integration_tests.connector_process import run_command
 from klaviyo_emulator import Emulator, EmulatorConfig
 from source_klaviyo_segments.run import run
 
@@ -52,14 +53,14 @@ class Output:
 def connector(
     tmp_path: Path, command: str, config: dict[str, Any] | None, streams: list[tuple[str, str]] | None = None
 ) -> Output:
-    args = [*connector_command(), command]
+    args = [command]
     if config is not None:
         (tmp_path / "config.json").write_text(json.dumps(config))
         args += ["--config", str(tmp_path / "config.json")]
     if streams is not None:
         (tmp_path / "catalog.json").write_text(json.dumps({"streams": [catalog_entry(name, mode) for name, mode in streams]}))
         args += ["--catalog", str(tmp_path / "catalog.json")]
-    done = subprocess.run(args, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    done = run_command(args, cwd=tmp_path)
     return Output(done.stdout, done.stderr, done.returncode)
 
 

@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import json
 import socket
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from integration_tests.conftest import NOW, catalog_entry, config_for, connector_command, run_connector
+from integration_tests.conftest import NOW, catalog_entry, config_for, run_connector
+from integration_tests.connector_process import run_command
 from integration_tests.manifest_only import run_manifest_only
 from klaviyo_emulator import Emulator, EmulatorConfig, Faults
 
@@ -76,12 +76,12 @@ def printed_by(tmp_path: Path, verb: str, config: dict[str, object]) -> str:
     config_path, catalog_path = tmp_path / "config.json", tmp_path / "catalog.json"
     config_path.write_text(json.dumps(config))
     catalog_path.write_text(json.dumps({"streams": [catalog_entry(name, mode) for name, mode in STREAMS]}))
-    command = [*connector_command(), verb]
+    command = [verb]
     if verb != "spec":  # Airbyte runs spec without a config
         command += ["--config", str(config_path)]
     if verb in ("read", "plan"):
         command += ["--catalog", str(catalog_path)]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    done = run_command(command, cwd=tmp_path)
     assert done.stdout or done.stderr
     return done.stdout + done.stderr
 
