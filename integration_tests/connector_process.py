@@ -73,7 +73,7 @@ class ConnectorProcess:
         stdout_writer.close()  # the child holds the only write ends: EOF when it exits
         stderr_writer.close()
         self.pid = self._process.pid
-        self.stdout: TextIO = open(os.dup(stdout_reader.fileno()))  # noqa: SIM115 (closed by communicate/the caller)
+        self.stdout: TextIO = open(os.dup(stdout_reader.fileno()))  # noqa: SIM115 (closed by run_command or the caller)
         stdout_reader.close()
         self._stderr_file: TextIO = open(os.dup(stderr_reader.fileno()))  # noqa: SIM115
         stderr_reader.close()
