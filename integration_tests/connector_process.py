@@ -60,9 +60,11 @@ def _as_the_console_script(argv: list[str], cwd: str, env: dict[str, str], stdou
 class ConnectorProcess:
     """A running ``source-klaviyo-segments <args>``, like ``subprocess.Popen(..., stdout=PIPE,
     stderr=PIPE, text=True)``: ``stdout`` yields its lines as it writes them; ``stderr`` is
-    collected in the background and complete once it has exited."""
+    collected in the background and complete once it has exited. A process still running
+    ``timeout`` seconds after its start is killed, and ``timed_out`` says so: a hung command fails
+    its test instead of hanging the suite."""
 
-    def __init__(self, args: Sequence[str], cwd: Path | str) -> None:
+    def __init__(self, args: Sequence[str], cwd: Path | str, timeout: float = 300) -> None:
         self.args = ["source-klaviyo-segments", *args]
         stdout_reader, stdout_writer = _FORK_SERVER.Pipe(duplex=False)
         stderr_reader, stderr_writer = _FORK_SERVER.Pipe(duplex=False)
@@ -72,7 +74,10 @@ class ConnectorProcess:
         self._process.start()
         stdout_writer.close()  # the child holds the only write ends: EOF when it exits
         stderr_writer.close()
-        self.pid = self._process.pid
+        self._late = threading.Event()
+        self._watchdog = threading.Timer(timeout, self._kill_when_late)
+        self._watchdog.daemon = True
+        self._watchdog.start()
         self.stdout: TextIO = open(os.dup(stdout_reader.fileno()))  # noqa: SIM115 (closed by run_command or the caller)
         stdout_reader.close()
         self._stderr_file: TextIO = open(os.dup(stderr_reader.fileno()))  # noqa: SIM115
@@ -94,6 +99,15 @@ class ConnectorProcess:
         """SIGKILL, as ``Popen.kill``: no chance to flush or clean up."""
         self._process.kill()
 
+    def _kill_when_late(self) -> None:
+        self._late.set()
+        self.kill()
+
+    @property
+    def timed_out(self) -> bool:
+        """Whether it was killed for running past ``timeout``."""
+        return self._late.is_set()
+
     def poll(self) -> int | None:
         return self._process.exitcode
 
@@ -102,6 +116,7 @@ class ConnectorProcess:
         self._process.join(timeout)
         if self._process.exitcode is None:
             raise subprocess.TimeoutExpired(self.args, timeout or 0)
+        self._watchdog.cancel()
         self._stderr_drain.join()
         return self._process.exitcode
 
@@ -110,21 +125,10 @@ def run_command(args: Sequence[str], cwd: Path | str, timeout: float = 300) -> s
     """``subprocess.run(["source-klaviyo-segments", *args], capture_output=True, text=True,
     cwd=cwd, timeout=timeout)``, forked (the module's docstring says how). A command still running
     after ``timeout`` seconds is killed and raises ``subprocess.TimeoutExpired``."""
-    process = ConnectorProcess(args, cwd)
-    timed_out = threading.Event()
-
-    def kill_when_late() -> None:
-        timed_out.set()
-        process.kill()
-
-    watchdog = threading.Timer(timeout, kill_when_late)
-    watchdog.start()
-    try:
-        with process.stdout:
-            stdout = process.stdout.read()
-        returncode = process.wait()
-    finally:
-        watchdog.cancel()
-    if timed_out.is_set():
+    process = ConnectorProcess(args, cwd, timeout)
+    with process.stdout:
+        stdout = process.stdout.read()
+    returncode = process.wait()
+    if process.timed_out:
         raise subprocess.TimeoutExpired(process.args, timeout, stdout, process.stderr)
     return subprocess.CompletedProcess(process.args, returncode, stdout, process.stderr)

@@ -18,7 +18,6 @@ import functools
 import json
 import logging
 import random
-import threading
 from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -88,9 +87,7 @@ def read_until(
         (tmp_path / "state.json").write_text(json.dumps(state))
         args += ["--state", "state.json"]
     attempt = Attempt()
-    proc = ConnectorProcess(args, cwd=tmp_path)
-    watchdog = threading.Timer(WATCHDOG_SECONDS, proc.kill)
-    watchdog.start()
+    proc = ConnectorProcess(args, cwd=tmp_path, timeout=WATCHDOG_SECONDS)
     try:
         for line in proc.stdout:  # ends at EOF: the process exited or was killed
             if not line.startswith("{"):
@@ -113,8 +110,7 @@ def read_until(
         proc.stdout.close()
         attempt.returncode = proc.wait(timeout=WATCHDOG_SECONDS)
     finally:
-        attempt.timed_out = not watchdog.is_alive() and not attempt.killed
-        watchdog.cancel()
+        attempt.timed_out = proc.timed_out
         if proc.poll() is None:
             proc.kill()
             proc.wait()
