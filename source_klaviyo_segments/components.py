@@ -52,6 +52,7 @@ from airbyte_cdk.sources.declarative.interpolation import InterpolatedString
 from airbyte_cdk.sources.declarative.models.declarative_component_schema import HttpRequester as HttpRequesterModel
 from airbyte_cdk.sources.declarative.parsers.model_to_component_factory import ModelToComponentFactory
 from airbyte_cdk.sources.declarative.partition_routers.partition_router import PartitionRouter
+from airbyte_cdk.sources.declarative.requesters.error_handlers import DefaultErrorHandler
 from airbyte_cdk.sources.declarative.requesters.error_handlers.backoff_strategies import ExponentialBackoffStrategy
 from airbyte_cdk.sources.declarative.requesters.paginators.strategies.cursor_pagination_strategy import (
     CursorPaginationStrategy,
@@ -62,7 +63,9 @@ from airbyte_cdk.sources.declarative.transformations.config_transformations.conf
 )
 from airbyte_cdk.sources.declarative.validators.validation_strategy import ValidationStrategy
 from airbyte_cdk.sources.streams.http.error_handlers import BackoffStrategy
+from airbyte_cdk.sources.streams.http.error_handlers.response_models import ErrorResolution, ResponseAction
 from airbyte_cdk.sources.types import Config, Record, StreamSlice, StreamState
+from airbyte_cdk.utils.airbyte_secrets_utils import add_to_secrets, filter_secrets
 from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
 LOGGER = logging.getLogger("airbyte")
@@ -436,12 +439,6 @@ def account_timezone(requester_definition: Mapping[str, Any], config: Mapping[st
     return timezone
 
 
-# Where the package tells the manifest which report streams a sync reads and how (from the
-# configured catalog, which components never see); without it, both, as Airbyte reads them by default.
-CATALOG_MODES = "_catalog_modes"
-DEFAULT_CATALOG_MODES: Final = {"segment_values": "full_refresh", "segment_series": "incremental"}
-
-
 @dataclass
 class PrepareSyncConfig(ConfigTransformation):
     """Runs once per source, on the config as given (``spec.config_normalization_rules``).
@@ -457,12 +454,39 @@ class PrepareSyncConfig(ConfigTransformation):
 
     def transform(self, config: MutableMapping[str, Any]) -> None:
         spec = self.parameters["connection_specification"]
+        register_secrets(config)
         timezone = None
         if not _unusable_for_requests(config, spec):
             timezone = account_timezone(self.parameters["account_requester"], config)
+        session = DerivedSettings.of(config).session or SyncSession.open()
         prepared = prepare_config(config, spec, timezone=timezone)
+        prepared[DERIVED]["session"] = session
+        if prepared[DERIVED].get("problem"):
+            # The CDK's entrypoint checks the prepared config against the spec before any component
+            # speaks, and says only the schema's first error, in the schema's words. A config the
+            # connector refuses becomes one the schema accepts and that holds only the problem, which
+            # RefuseConfigProblem then says in full: the same sentences in every runtime.
+            api_key = prepared.get("api_key")
+            usable = isinstance(api_key, str) and api_key.strip() != ""
+            prepared = {"api_key": api_key if usable else REFUSED_CONFIG_KEY, DERIVED: prepared[DERIVED]}
         config.clear()
         config.update(prepared)
+
+
+# Stands in for a missing or empty key in a config the connector refuses (PrepareSyncConfig): never sent.
+REFUSED_CONFIG_KEY: Final = "no-usable-api-key-in-this-config"
+
+
+def register_secrets(config: Mapping[str, Any]) -> None:
+    """Masks the API key in every line the connector prints from now on. The CDK's entrypoint
+    registers the spec's secrets only after the source is built, and building it sends
+    ``GET /api/accounts`` (``account_timezone``), whose failure the CDK logs with the answer, which
+    may echo the key: every runtime builds the source through ``PrepareSyncConfig``, so this is
+    where the key is registered first."""
+    api_key = config.get("api_key")
+    if isinstance(api_key, str) and api_key.strip():
+        add_to_secrets(api_key)
+        add_to_secrets(api_key.strip())
 
 
 def _unusable_for_requests(config: Mapping[str, Any], spec: Mapping[str, Any]) -> bool:
@@ -501,6 +525,8 @@ class DerivedSettings:
     series_step: str = "P1D"
     series_lookback: str = "P1D"
     values_timeframes: Sequence[Mapping[str, Any]] = ()
+    # The source's SyncSession, by id (SyncSession.of).
+    session: str | None = None
 
     @classmethod
     def of(cls, config: Mapping[str, Any]) -> "DerivedSettings":
@@ -1061,10 +1087,14 @@ class ReportCall:
 @dataclass(frozen=True)
 class ReportPlan:
     """Every report call one stream will make in this sync, in order (``calls``), and how many of
-    them ``max_report_requests`` lets it make (``allowed``: whole partitions only, from the first).
+    them ``max_report_requests`` lets it make (``allowed``, from the first).
 
     ``start`` is where a series read starts and ``start_reason`` why (the configured start, or the
-    saved state less the lookback); both are ``None`` for values timeframes."""
+    saved state less the lookback); both are ``None`` for values timeframes. ``resumable``: the
+    stream goes on from its state in the next sync; ``resumed``: this read starts from a saved state
+    (the only sign, in every runtime, that the stream is read incrementally). ``cap`` is
+    ``max_report_requests`` and ``taken_before`` what the streams planned before this one take of it.
+    """
 
     stream: str
     kind: str
@@ -1074,6 +1104,10 @@ class ReportPlan:
     allowed: int
     start: dt.datetime | None = None
     start_reason: str | None = None
+    resumable: bool = False
+    resumed: bool = False
+    cap: int | None = None
+    taken_before: tuple[tuple[str, int], ...] = ()
 
     def calls_of(self, partition: str) -> list[ReportCall]:
         """The calls whose rows belong to ``partition`` (a cursor window's start, a timeframe's label)."""
@@ -1087,13 +1121,79 @@ class ReportPlan:
         """The partition where ``max_report_requests`` stops this sync, if it does."""
         return next((call.partition for call in self.calls if call.number > self.allowed), None)
 
+    def _left(self) -> tuple[int, str]:
+        """How many calls ``max_report_requests`` leaves this stream, and what the others took, said."""
+        taken = sum(count for _, count in self.taken_before)
+        others = " and ".join(f"{count} for {stream}" for stream, count in self.taken_before)
+        return (self.cap or 0) - taken, f" after {others}" if others else ""
+
+    def refusal(self) -> str | None:
+        """Why ``max_report_requests`` leaves this stream no way to read anything it should, in one
+        sentence (``None`` when it leaves one): a stream read whole whose calls do not all fit, or a
+        resumable one whose first unit (a call window when resumed, else a cursor window) does not.
+
+        >>> call = lambda n, w: ReportCall(n, f"w{w}", ("A",), 1, dt.datetime(2024, 1, w))
+        >>> plan = ReportPlan("segment_series", SERIES_WINDOWS, 1, ("w1",), (call(1, 1), call(2, 1)), 0,
+        ...                   resumable=True, cap=3, taken_before=(("segment_values", 2),))
+        >>> plan.refusal()  # doctest: +NORMALIZE_WHITESPACE
+        '`max_report_requests` (3) leaves segment_series 1 report call after 2 for segment_values, fewer than the 2
+         its first window needs: raise it to at least 4.'
+        """
+        if self.cap is None or self.allowed == len(self.calls) or (self.resumable and self.allowed > 0):
+            return None
+        left, after = self._left()
+        taken = self.cap - left
+        if self.resumable:
+            needed = len(self._first_unit())
+            what = f"the {needed} its first window needs"
+        else:
+            needed = len(self.calls)
+            what = f"the {needed} it needs to be read in full"
+        return (
+            f"`max_report_requests` ({self.cap}) leaves {self.stream} {_count_of(left, 'report call')}{after}, "
+            f"fewer than {what}: raise it to at least {taken + needed}."
+        )
+
+    def _first_unit(self) -> list[ReportCall]:
+        first = self.calls[0]
+        if self.resumed:
+            return [call for call in self.calls if (call.partition, call.window_start) == (first.partition, first.window_start)]
+        return self.calls_of(first.partition)
+
+    def stopped_short(self) -> str:
+        """The sentence a sync ends with when ``max_report_requests`` stopped this stream before its
+        end and it did not start from a saved state: it may be a full refresh, which must not end
+        as if it had read everything (the state saved so far lets an incremental sync go on).
+
+        >>> call = lambda n, w: ReportCall(n, f"w{w}", ("A",), 1, dt.datetime(2024, 1, w), dt.datetime(2024, 1, w + 1))
+        >>> ReportPlan("segment_series", SERIES_WINDOWS, 1, ("w1", "w2"), (call(1, 1), call(2, 2)), 1, resumable=True,
+        ...            cap=1).stopped_short()  # doctest: +NORMALIZE_WHITESPACE
+        '`max_report_requests` (1) stopped segment_series after 1 of its 2 report calls, at 2024-01-02T00:00:00: read
+         incrementally, the next sync goes on from the state saved so far; to read it in full in one sync (a full
+         refresh), raise it to at least 2.'
+        """
+        left, _ = self._left()
+        taken = (self.cap or 0) - left
+        last = self.calls[self.allowed - 1] if self.allowed else None
+        at = f", at {format_wall_time(last.window_end)}" if last is not None and last.window_end is not None else ""
+        return (
+            f"`max_report_requests` ({self.cap}) stopped {self.stream} after {self.allowed} of its {len(self.calls)} "
+            f"report calls{at}: read incrementally, the next sync goes on from the state saved so far; to read it in "
+            f"full in one sync (a full refresh), raise it to at least {taken + len(self.calls)}."
+        )
+
+    def left_for_next_sync(self) -> str:
+        """The warning a resumed sync reads on with when ``max_report_requests`` cuts it short."""
+        return (
+            f"`max_report_requests` ({self.cap}) reached: {self.stream} leaves its last "
+            f"{len(self.calls) - self.allowed} report calls for the next sync, which goes on from the saved state."
+        )
+
     def describe(self) -> str:
         what = "timeframe" if self.kind == VALUES_TIMEFRAMES else "window"
         count, calls = len(self.partitions), len(self.calls)
         line = (
-            f"{self.stream}: {self.segments:,} segment{'s' if self.segments != 1 else ''}, "
-            f"{count:,} {what}{'s' if count != 1 else ''}, "
-            f"{calls:,} report call{'s' if calls != 1 else ''}"
+            f"{self.stream}: {_count_of(self.segments, 'segment')}, {_count_of(count, what)}, {_count_of(calls, 'report call')}"
         )
         if self.start is not None:
             line += f", from {format_wall_time(self.start)} ({self.start_reason})"
@@ -1102,6 +1202,15 @@ class ReportPlan:
     def progress(self, call: ReportCall, rows: int) -> str:
         """Where a read stands once ``call`` is answered: a position in this plan."""
         return f"{self.stream}: call {call.number} of {len(self.calls)} ({call.span()}, {call.segments()}), {rows:,} rows so far."
+
+
+def _count_of(number: int, noun: str) -> str:
+    """``number`` ``noun``\\s, said.
+
+    >>> _count_of(1, "report call"), _count_of(1250, "segment")
+    ('1 report call', '1,250 segments')
+    """
+    return f"{number:,} {noun}{'' if number == 1 else 's'}"
 
 
 # What a report stream's partitions are (manifest.yaml, definitions.report_streams).
@@ -1218,10 +1327,21 @@ def plan_report_stream(
             calls.append(
                 ReportCall(len(calls) + 1, partition, tuple(batch), index * batch_size + 1, window_start, window_end, timeframe)
             )
-    allowed = len(calls) if allowance is None else _whole_windows_within(calls, allowance)
+    resumed = plan_start is not None and plan_start > derived.start
+    if allowance is None or len(calls) <= allowance:
+        allowed = len(calls)
+    elif not stream.resumable:
+        allowed = 0  # read whole or not at all: a full-refresh table is never replaced by part of itself
+    else:
+        # Resumed, the sync may stop after any call window: the state is the newest bucket written,
+        # which every segment has. Not resumed (a first sync, or a full refresh), it stops only where
+        # a cursor window ends, so that the partition it ends on has no call and the state saved
+        # before it holds everything read.
+        allowed = _whole_units_within(calls, allowance, _call_window if resumed else _cursor_window)
     return ReportPlan(
-        stream.name, stream.partitions, len(segments), tuple(partitions), tuple(calls), allowed, plan_start, start_reason
-    )
+        stream.name, stream.partitions, len(segments), tuple(partitions), tuple(calls), allowed, plan_start, start_reason,
+        resumable=stream.resumable, resumed=resumed,
+    )  # fmt: skip
 
 
 def _values_end(timeframe: Mapping[str, Any]) -> dt.datetime | None:
@@ -1230,30 +1350,34 @@ def _values_end(timeframe: Mapping[str, Any]) -> dt.datetime | None:
     return wall_time(end) if end else None
 
 
-def _whole_windows_within(calls: Sequence[ReportCall], allowance: int) -> int:
-    """How many calls from the first fit ``allowance`` without cutting a window in two: a window
-    read for some segments only would move the state past the others. A cursor window may stop
-    after any of its call windows: the state is the newest bucket written, which every segment has.
+def _call_window(call: ReportCall) -> tuple[Any, ...]:
+    return (call.partition, call.window_start, call.values_timeframe)
 
-    >>> calls = [ReportCall(n, "p", ("A",), 1, dt.datetime(2024, 1, w)) for n, w in enumerate([1, 1, 2, 2, 3], start=1)]
-    >>> _whole_windows_within(calls, 3), _whole_windows_within(calls, 4)
+
+def _cursor_window(call: ReportCall) -> tuple[Any, ...]:
+    return (call.partition,)
+
+
+def _whole_units_within(calls: Sequence[ReportCall], allowance: int, unit: Callable[[ReportCall], tuple[Any, ...]]) -> int:
+    """How many calls from the first fit ``allowance`` without cutting a ``unit`` (a call window, or
+    a cursor window) in two: a window read for some segments only would move the state past the others.
+
+    >>> calls = [ReportCall(n, f"p{w // 2}", ("A",), 1, dt.datetime(2024, 1, w)) for n, w in enumerate([1, 1, 2, 2, 3], start=1)]
+    >>> _whole_units_within(calls, 3, _call_window), _whole_units_within(calls, 4, _call_window)
     (2, 4)
+    >>> _whole_units_within(calls, 4, _cursor_window)  # p0 holds call 1 and 2, p1 calls 3 to 5
+    2
     """
     allowed = 0
     for index, call in enumerate(calls[:allowance]):
         following = calls[index + 1] if index + 1 < len(calls) else None
-        if following is None or (following.partition, following.window_start, following.values_timeframe) != (
-            call.partition,
-            call.window_start,
-            call.values_timeframe,
-        ):
+        if following is None or unit(following) != unit(call):
             allowed = index + 1
     return allowed
 
 
 def plan_read(
     streams: Sequence[ReportStream],
-    modes: Mapping[str, str],
     derived: "DerivedSettings",
     interval: str,
     segments: Sequence[tuple[str, str | None]],
@@ -1261,41 +1385,35 @@ def plan_read(
     max_report_requests: int | None,
     series_start: dt.datetime | None = None,
     forward: bool = False,
+    taken_before: Sequence[tuple[str, int]] = (),
 ) -> list[ReportPlan]:
-    """The plans of the report streams a sync reads (``modes``: the catalog's, stream -> sync mode),
-    sharing ``max_report_requests``: a stream read whole (it cannot resume, or it is read in full
-    refresh) is granted every call it needs, in read order, if they fit, else none (it then fails
-    rather than replace its table with part of it); a resumable stream read incrementally takes what
-    is left, whole windows from the first, and goes on from its state in the next sync.
+    """The plans of ``streams``, in the order they are read, sharing ``max_report_requests``: each
+    takes what the streams read before it left (``taken_before``: those this sync has already read).
+
+    Components never see the configured catalog (the manifest-only runtime hands it to none), so
+    nothing here depends on which streams are selected or how each is read: a stream read whole
+    (not ``resumable``) is granted every call it needs or none (it then fails rather than replace
+    its table with part of it), and a resumable one as many as are left (``plan_report_stream``
+    says where it stops short). Airbyte reads the streams in the catalog's order, which is
+    discover's (``segment_values`` before ``segment_series``).
 
     >>> streams = report_streams({"segment_values": {"partitions": VALUES_TIMEFRAMES},
     ...                           "segment_series": {"partitions": SERIES_WINDOWS, "resumable": True}})
     >>> derived = DerivedSettings(series_start="2024-01-01T00:00:00", series_end="2024-06-28T23:59:59", series_step="P60D",
     ...                           values_timeframes=[{"timeframe": "last_30_days"}])
-    >>> plans = plan_read(streams, {"segment_values": "full_refresh", "segment_series": "incremental"}, derived, "daily",
-    ...                   [(f"S{n}", None) for n in range(100)], 100, max_report_requests=4)
-    >>> [(plan.stream, len(plan.calls), plan.allowed) for plan in plans]
-    [('segment_values', 1, 1), ('segment_series', 4, 3)]
+    >>> plans = plan_read(streams, derived, "daily", [(f"S{n}", None) for n in range(100)], 100, max_report_requests=4)
+    >>> [(plan.stream, len(plan.calls), plan.allowed, plan.taken_before) for plan in plans]
+    [('segment_values', 1, 1, ()), ('segment_series', 4, 3, (('segment_values', 1),))]
     """
     plans = []
-    left = max_report_requests
-    resumable = []
+    taken = [(stream, count) for stream, count in taken_before if count]
     for stream in streams:
-        if stream.name not in modes:
-            continue
-        if stream.resumable and modes[stream.name] == "incremental":
-            resumable.append(stream)
-            continue
-        plan = plan_report_stream(stream, derived, interval, segments, batch_size, series_start, forward=forward)
-        granted = left is None or len(plan.calls) <= left
-        plans.append(plan if granted else replace(plan, allowed=0))
-        left = left if left is None or not granted else left - len(plan.calls)
-    for stream in resumable:
+        left = None if max_report_requests is None else max(max_report_requests - sum(count for _, count in taken), 0)
         plan = plan_report_stream(stream, derived, interval, segments, batch_size, series_start, left, forward)
-        plans.append(plan)
-        left = left if left is None else left - plan.allowed
-    order = [stream.name for stream in streams]
-    return sorted(plans, key=lambda plan: order.index(plan.stream))
+        plans.append(replace(plan, cap=max_report_requests, taken_before=tuple(taken)))
+        if plan.allowed:
+            taken.append((stream.name, plan.allowed))
+    return plans
 
 
 def describe_plan(plans: Sequence[ReportPlan], max_report_requests: int | None = None) -> list[str]:
@@ -1326,6 +1444,12 @@ def describe_plan(plans: Sequence[ReportPlan], max_report_requests: int | None =
     allowed = sum(plan.allowed for plan in plans)
     if max_report_requests is not None and allowed < total:
         lines.append(f"`max_report_requests` ({max_report_requests}) stops this sync after {allowed} of them.")
+    for plan in plans:
+        refusal = plan.refusal()
+        if refusal:
+            lines.append(refusal)
+        elif plan.allowed < len(plan.calls):
+            lines.append(plan.left_for_next_sync() if plan.resumed else plan.stopped_short())
     return lines
 
 
@@ -1352,9 +1476,6 @@ class _SliceWithCachedHash(StreamSlice):
 
     def __hash__(self) -> int:
         return self._hash
-
-    def __eq__(self, other: Any) -> bool:
-        return StreamSlice.__eq__(self, other)
 
 
 def partition_key(partition: StreamSlice) -> str:
@@ -1454,203 +1575,250 @@ def missing_segments_warning(missing: Sequence[str]) -> str:
     return f"{', '.join(missing)}: not in the Klaviyo account, so skipped; remove {them} from `segment_ids`."
 
 
+NO_SEGMENTS_YET: Final = "The Klaviyo account has no segments yet: there is nothing to report on."
+
+
+def segment_ids_refusal(config: Mapping[str, Any], segments: Sequence[tuple[str, str | None]], strict: bool) -> str | None:
+    """The sentence that stops a command over the configured ``segment_ids``: any id the account
+    lacks when ``strict`` (a ``check``: reading on would close every window empty), or all of them.
+
+    >>> segment_ids_refusal({"segment_ids": ["A", "B"]}, [("A", None)], strict=False) is None
+    True
+    >>> segment_ids_refusal({"segment_ids": ["A", "B"]}, [("A", None)], strict=True)
+    'These segment ids are not in the Klaviyo account: B. Fix or remove them in `segment_ids`.'
+    """
+    missing = missing_segment_ids(config, segments)
+    if missing and not segments:
+        return no_segment_found(missing)
+    if missing and strict:
+        return f"These segment ids are not in the Klaviyo account: {', '.join(missing)}. Fix or remove them in `segment_ids`."
+    return None
+
+
+def refused(sentence: str) -> AirbyteTracedException:
+    """``sentence`` as the config error the platform shows as it is (the user's to fix, never retried)."""
+    return AirbyteTracedException(message=sentence, internal_message=sentence, failure_type=FailureType.config_error)
+
+
+class SyncSession:
+    """What the components of one source share while it runs one command: the segments listed once,
+    each report stream's plan (made from that listing when the stream starts, with the planner's
+    refusals), the one ``ReportPacer`` that every report call waits for (Klaviyo's limits are per
+    account, whichever stream calls), and the warnings already said (each is said once).
+
+    ``PrepareSyncConfig`` opens one per source and writes its id into ``config["_derived"]``
+    (``DerivedSettings.session``): the CDK builds every component of a source from that one config
+    and offers no other way to reach all of them, and an id keeps the config JSON (the CDK writes it
+    to a file). ``SyncSession.of(config)`` finds it; a config no source prepared (a component built
+    alone) gets a session of its own.
+    """
+
+    _open: dict[str, "SyncSession"] = {}
+    _open_lock = threading.Lock()
+
+    def __init__(self) -> None:
+        self.pacer = ReportPacer()
+        self._lock = threading.Lock()
+        self._segments: list[tuple[str, str | None]] | None = None
+        self._plans: dict[str, ReportPlan] = {}
+        self._said: set[str] = set()
+
+    @classmethod
+    def open(cls) -> str:
+        """A new session, by the id that ``of`` finds it by."""
+        session_id = f"{id(object()):x}-{time.monotonic_ns():x}"
+        with cls._open_lock:
+            cls._open[session_id] = cls()
+        return session_id
+
+    @classmethod
+    def of(cls, config: Mapping[str, Any]) -> "SyncSession":
+        session_id = DerivedSettings.of(config).session
+        with cls._open_lock:
+            session = cls._open.get(session_id) if session_id else None
+        return session or cls()
+
+    def say_once(self, level: int, message: str) -> None:
+        """Logs ``message`` the first time this source says it."""
+        with self._lock:
+            if message in self._said:
+                return
+            self._said.add(message)
+        LOGGER.log(level, message)
+
+    def listed_segments(self, listing: Callable[[], Iterable[tuple[str, str | None]]]) -> list[tuple[str, str | None]]:
+        """``(id, created)`` of every segment to report on, listed once (``listing``) for every stream."""
+        with self._lock:
+            if self._segments is None:
+                self._segments = unique_segments(listing())
+            return self._segments
+
+    def plan_of(
+        self,
+        stream: str,
+        config: Mapping[str, Any],
+        listing: Callable[[], Iterable[tuple[str, str | None]]],
+        streams: Sequence[ReportStream],
+        batch_size: int,
+        series_start: dt.datetime | None,
+        test_read: bool = False,
+    ) -> ReportPlan:
+        """``stream``'s plan (``plan_read``), made when the stream asks first (a series read asks at
+        its first cursor window: ``series_start``) and logged then. Raises the planner's refusals:
+        ``segment_ids`` the account lacks (``segment_ids_refusal``), and a ``max_report_requests``
+        that leaves the stream nothing it can read (``ReportPlan.refusal``); a Connector Builder
+        ``test_read`` is shown what it can be, and refused nothing."""
+        checking = bool(config.get(CHECKING))
+        segments = self.listed_segments(listing)
+        refusal = None if test_read else segment_ids_refusal(config, segments, strict=checking)
+        if refusal:
+            raise refused(refusal)
+        missing = missing_segment_ids(config, segments)
+        if missing:
+            self.say_once(logging.WARNING, missing_segments_warning(missing))
+        elif not segments:
+            self.say_once(logging.INFO, NO_SEGMENTS_YET)
+        with self._lock:
+            plan = self._plans.get(stream)
+            made = plan is None
+            if plan is None:
+                this = [candidate for candidate in streams if candidate.name == stream]
+                if not this:
+                    raise ValueError(f"{stream} is not among the manifest's report_streams")
+                # The streams this sync has read before this one (they are read one at a time).
+                taken = [(name, earlier.allowed) for name, earlier in self._plans.items()]
+                (plan,) = plan_read(
+                    this, DerivedSettings.of(config), config["interval"], segments, batch_size,
+                    config.get("max_report_requests"), series_start, forward=test_read, taken_before=taken,
+                )  # fmt: skip
+                self._plans[stream] = plan
+        if checking:
+            return plan
+        if made:
+            LOGGER.info("Plan: %s", plan.describe())
+        sentence = None if test_read else plan.refusal()
+        if sentence:
+            raise refused(sentence)
+        return plan
+
+
+class BuilderTestRead:
+    """A Connector Builder test read's limits for one stream, as the CDK's ``connector_builder.main``
+    reads them from the config (``builder_test_read_limits``): the CDK applies them only to the
+    components it builds itself. Each report call is a page, each cursor window a slice."""
+
+    def __init__(self, limits: Any) -> None:
+        self.limits = limits
+        self.records = 0
+        self._lock = threading.Lock()
+
+    def pages(self, calls: Sequence[ReportCall]) -> Sequence[ReportCall]:
+        return calls[: self.limits.max_pages_per_slice]
+
+    def full(self) -> bool:
+        return bool(self.records >= self.limits.max_records)
+
+    def take_record(self) -> bool:
+        """Counts one more record, if the stream's record limit leaves room for it."""
+        with self._lock:
+            if self.full():
+                return False
+            self.records += 1
+            return True
+
+
 @dataclass
 class SegmentBatchRetriever(SimpleRetriever):
     """Carries out its stream's ``ReportPlan``: for each partition the CDK hands it (a cursor window,
-    a values timeframe), it reserves nothing and decides nothing, but makes the plan's calls for that
-    partition (``ReportPlan.calls_of``), each for up to ``batch_size`` segments, and emits their rows,
-    attached to the partition, so that the cursor closes it only when every call of it is read.
+    a values timeframe) it makes the plan's calls for that partition (``ReportPlan.calls_of``), each
+    for up to ``batch_size`` segments, paced by its source's ``ReportPacer``, and emits their rows,
+    attached to the partition, so that the cursor closes it only when every call of it is read. A
+    line after each call says where the read stands in the plan (``ReportPlan.progress``).
 
-    The plan is made once, at the stream's first partition (where a series read starts), from the
-    segments listed by ``segments`` (the manifest's cached listing: one listing per run for every
-    stream) and the manifest's ``report_streams`` (what each stream's partitions are, and whether it
-    can resume): ``plan_read``. The plan's line is logged before the first call, and a line after
-    each call says where the read stands in it (``ReportPlan.progress``).
-
-    A partition ``max_report_requests`` leaves out is left for the next sync if the stream resumes,
-    or ends the stream with an error if it cannot (a full-refresh table is never replaced by part of
-    itself). After a report it cannot use, the stream makes no further report calls: the next sync
-    resumes from the state instead.
+    It decides nothing: the plan, and what stops it, come from its source's ``SyncSession``, made
+    from the segments listed by ``segments`` (the manifest's cached listing) and the manifest's
+    ``report_streams``. What it carries between partitions is what carrying out needs: the rows
+    written (for the progress line), whether a report it could not use stopped it (later partitions
+    would spend calls the next sync makes again), and a Builder test read's counts.
 
     In the Connector Builder each partition is a slice and each call a page of it, shown with its
-    request and answer (``request_log``); this class holds the page and record limits
-    (``builder_test_read_limits``), which the CDK applies only to the components it builds itself.
+    request and answer (``request_log``), within the test read's limits (``BuilderTestRead``).
     """
 
     segments: PartitionRouter | None = None
     batch_size: int = 100
     report_streams: Mapping[str, Any] = field(default_factory=dict)
-    pacer: Any = field(init=False, repr=False)  # its ReportPacer
-    _plan: ReportPlan | None = field(init=False, repr=False, default=None)
-    _listed: list[tuple[str, str | None]] | None = field(init=False, repr=False, default=None)
-    _lock: threading.Lock = field(init=False, repr=False, default_factory=threading.Lock)
-    # Progress and the two guards: what this stream has written, whether a report it could not use
-    # stopped it, and a Connector Builder test read's limits (None in a sync) and records so far.
+    _session: SyncSession = field(init=False, repr=False)
+    _test_read: BuilderTestRead | None = field(init=False, repr=False, default=None)
     _rows: int = field(init=False, repr=False, default=0)
     _stopped: bool = field(init=False, repr=False, default=False)
-    _test_read_limits: Any | None = field(init=False, repr=False, default=None)
-    _test_read_records: int = field(init=False, repr=False, default=0)
 
     def __post_init__(self, parameters: Mapping[str, Any]) -> None:
         super().__post_init__(parameters)
         if self.log_formatter is None:
             self.log_formatter = request_log(self.name)
-        self._test_read_limits = builder_test_read_limits(self.config)
-        self.pacer = ReportPacer()
-        # The pacer hears of every report answer: its RateLimit-* headers from the row extractor,
-        # and each 429 from RetryAfterBackoff (both run inside the requester, out of this class's sight).
-        extractor = getattr(self.record_selector, "extractor", None)
-        if isinstance(extractor, (SeriesRowExtractor, ValuesRowExtractor)):
-            extractor.pacer = self.pacer
-        error_handler = getattr(self.requester, "error_handler", None)
-        for strategy in getattr(error_handler, "backoff_strategies", None) or []:
-            if isinstance(strategy, RetryAfterBackoff):
-                strategy.pacer = self.pacer
+        limits = builder_test_read_limits(self.config)
+        self._test_read = BuilderTestRead(limits) if limits is not None else None
+        self._session = SyncSession.of(self.config)
 
-    def listed_segments(self) -> list[tuple[str, str | None]]:
-        """``(id, created)`` of every segment to report on, from the manifest's listing."""
-        with self._lock:
-            if self._listed is None:
-                if self.segments is None:
-                    raise ValueError("SegmentBatchRetriever needs `segments`")
-                self._listed = unique_segments(
-                    (str(p.partition["segment_id"]), _text((p.extra_fields or {}).get("created")))
-                    for p in self.segments.stream_slices()
-                )
-            return self._listed
-
-    def stream_plan(self, partition: StreamSlice) -> ReportPlan:
-        """This stream's plan, made at its first partition (a series read starts there)."""
-        segments = self.listed_segments()
-        with self._lock:
-            if self._plan is None:
-                self._plan = self._make_plan(segments, partition)
-                LOGGER.info("Plan: %s", self._plan.describe())
-            return self._plan
-
-    def _make_plan(self, segments: list[tuple[str, str | None]], partition: StreamSlice) -> ReportPlan:
-        missing = missing_segment_ids(self.config, segments)
-        if missing and (self.config.get(CHECKING) or not segments) and self._test_read_limits is None:
-            # Reading on would close every window empty and move the state past them.
-            message = (
-                f"These segment ids are not in the Klaviyo account: {', '.join(missing)}. Fix or remove them in `segment_ids`."
-                if segments
-                else no_segment_found(missing)
-            )
-            raise AirbyteTracedException(message=message, failure_type=FailureType.config_error)
-        if missing:
-            LOGGER.warning(missing_segments_warning(missing))
-        start = partition.cursor_slice.get("start_time")
-        plans = plan_read(
-            report_streams(self.report_streams),
-            self.config.get(CATALOG_MODES) or DEFAULT_CATALOG_MODES,
-            DerivedSettings.of(self.config),
-            self.config["interval"],
-            segments,
-            int(self.batch_size),
-            self.config.get("max_report_requests"),
-            wall_time(start) if start else None,
-            forward=self._test_read_limits is not None,
+    def _listing(self) -> Iterable[tuple[str, str | None]]:
+        if self.segments is None:
+            raise ValueError("SegmentBatchRetriever needs `segments`")
+        return (
+            (str(p.partition["segment_id"]), _text((p.extra_fields or {}).get("created"))) for p in self.segments.stream_slices()
         )
-        plan = next((plan for plan in plans if plan.stream == self.name), None)
-        if plan is None:
-            raise ValueError(f"{self.name} is not among the manifest's report_streams")
-        return plan
-
-    def _resumes(self) -> bool:
-        """Whether this stream, as the catalog reads it, goes on from its state in the next sync."""
-        stream = next((s for s in report_streams(self.report_streams) if s.name == self.name), None)
-        modes = self.config.get(CATALOG_MODES) or DEFAULT_CATALOG_MODES
-        return bool(stream and stream.resumable and modes.get(self.name) == "incremental")
 
     def read_records(self, records_schema: Mapping[str, Any], stream_slice: StreamSlice | None = None) -> Iterable[Any]:
         partition = _SliceWithCachedHash.of(stream_slice or StreamSlice(partition={}, cursor_slice={}))
-        if self.config.get(CHECKING):
-            # `check` lists the segments the reports would ask about, and spends no report call.
-            self._make_plan(self.listed_segments(), partition)
-            return
-        plan = self.stream_plan(partition)
-        key = partition_key(partition)
+        start = partition.cursor_slice.get("start_time")
         if self._stopped:
-            # A report this stream could not use ended an earlier partition: later ones would only
-            # spend calls that the next sync, resuming from the state, makes again.
-            if not self._resumes():
-                message = f"{self.name} was not read in full: a report it could not use stopped it (see the error above)."
-                raise AirbyteTracedException(message=message, failure_type=FailureType.transient_error)
+            # A report this stream could not use, or max_report_requests, ended an earlier partition.
             return
-        calls, allowed = plan.calls_of(key), plan.allowed_calls_of(key)
-        if len(allowed) < len(calls):
-            self._leave_for_next_sync(plan, key)
-        yield from self._read_calls(records_schema, partition, plan, allowed)
-
-    def _leave_for_next_sync(self, plan: ReportPlan, key: str) -> None:
-        limit = self.config.get("max_report_requests")
-        if self._resumes() and plan.allowed == 0:
-            # No sync would ever get further: say so rather than end each one without a row.
-            first = plan.calls[0]
-            needed = sum(1 for call in plan.calls if (call.partition, call.window_start) == (first.partition, first.window_start))
-            message = (
-                f"`max_report_requests` ({limit}) is fewer than the {needed} report calls the first {self.name} "
-                f"window needs: raise it to at least {needed}."
-            )
-            raise AirbyteTracedException(message=message, failure_type=FailureType.config_error)
-        if not self._resumes():
-            message = (
-                f"`max_report_requests` ({limit}) leaves too few report calls to read "
-                f"{self.name} in full in one sync: raise it, or read the stream incrementally if it can be."
-            )
-            raise AirbyteTracedException(message=message, failure_type=FailureType.config_error)
-        if key == plan.first_left_out():
-            LOGGER.warning(
-                "max_report_requests (%s) reached: %s leaves its last %s report calls for the next sync, "
-                "which resumes from the saved state.",
-                limit,
-                self.name,
-                len(plan.calls) - plan.allowed,
-            )
-
-    def _read_calls(
-        self, records_schema: Mapping[str, Any], partition: StreamSlice, plan: ReportPlan, calls: Sequence[ReportCall]
-    ) -> Iterable[Any]:
-        limits = self._test_read_limits
-        if limits is not None:
-            calls = calls[: limits.max_pages_per_slice]  # a test read: each call is a page
-        created = dict(self.listed_segments())
-        timezone = DerivedSettings.of(self.config).timezone
         try:
-            for call in calls:
-                if limits is not None and self._test_read_records >= limits.max_records:
-                    return
-                batch_slice = StreamSlice(
-                    partition={
-                        **partition.partition,
-                        "segment_id": list(call.segment_ids),
-                        "segment_created": {segment_id: created.get(segment_id) for segment_id in call.segment_ids},
-                        **series_timeframe(call, timezone),
-                    },
-                    cursor_slice=call_window(call) or partition.cursor_slice,
-                )
-                self.pacer.wait_for_report_slot()
-                for record in super().read_records(records_schema, batch_slice):
-                    if limits is not None and not self._take_test_read_record():
-                        return
-                    self._rows += 1
-                    yield of_partition(record, partition)
-                LOGGER.info(plan.progress(call, self._rows))
+            plan = self._session.plan_of(
+                self.name, self.config, self._listing, report_streams(self.report_streams), int(self.batch_size),
+                wall_time(start) if start else None, test_read=self._test_read is not None,
+            )  # fmt: skip
+            if self.config.get(CHECKING):
+                return  # `check` lists the segments the reports would ask about, and spends no report call
+            key = partition_key(partition)
+            calls, allowed = plan.calls_of(key), plan.allowed_calls_of(key)
+            if len(allowed) < len(calls):
+                if not allowed and not plan.resumed:
+                    raise refused(plan.stopped_short())
+                self._session.say_once(logging.WARNING, plan.left_for_next_sync())
+            yield from self._read_calls(records_schema, partition, plan, allowed)
         except Exception:
             self._stopped = True
             raise
 
-    def _take_test_read_record(self) -> bool:
-        """Counts one more record of a test read, if the record limit leaves room for it (the limit
-        counts the whole stream)."""
-        with self._lock:
-            if self._test_read_limits is None:
-                return True
-            if self._test_read_records >= self._test_read_limits.max_records:
-                return False
-            self._test_read_records += 1
-            return True
+    def _read_calls(
+        self, records_schema: Mapping[str, Any], partition: StreamSlice, plan: ReportPlan, calls: Sequence[ReportCall]
+    ) -> Iterable[Any]:
+        test_read = self._test_read
+        if test_read is not None:
+            calls = test_read.pages(calls)
+        created = dict(self._session.listed_segments(self._listing))
+        timezone = DerivedSettings.of(self.config).timezone
+        for call in calls:
+            if test_read is not None and test_read.full():
+                return
+            batch_slice = StreamSlice(
+                partition={
+                    **partition.partition,
+                    "segment_id": list(call.segment_ids),
+                    "segment_created": {segment_id: created.get(segment_id) for segment_id in call.segment_ids},
+                    **series_timeframe(call, timezone),
+                },
+                cursor_slice=call_window(call) or partition.cursor_slice,
+            )
+            self._session.pacer.wait_for_report_slot()
+            for record in super().read_records(records_schema, batch_slice):
+                if test_read is not None and not test_read.take_record():
+                    return
+                self._rows += 1
+                yield of_partition(record, partition)
+            LOGGER.info(plan.progress(call, self._rows))
 
 
 def unique_segments(segments: Iterable[tuple[str, str | None]]) -> list[tuple[str, str | None]]:
@@ -2148,15 +2316,12 @@ class SeriesRowExtractor(RecordExtractor):
     config: Config
     parameters: InitVar[Mapping[str, Any]]
     _warned_of_utc: bool = field(init=False, repr=False, default=False)
-    # The stream's ReportPacer, set by SegmentBatchRetriever: it reads each answer's RateLimit-* headers.
-    pacer: Any = field(init=False, repr=False, default=None)
 
     def extract_records(self, response: requests.Response) -> Iterable[Mapping[str, Any]]:
         timezone = self.config.get("_derived", {}).get("timezone")
         asked = asked_report(response.request)
         attributes = _report_attributes(response, asked.call)
-        if self.pacer is not None:
-            self.pacer.update_from_response(response.request, response)
+        SyncSession.of(self.config).pacer.update_from_response(response.request, response)
         if timezone is None and not self._warned_of_utc and _written_in_utc(attributes.get("date_times")):
             self._warned_of_utc = True
             LOGGER.warning(
@@ -2182,14 +2347,11 @@ class ValuesRowExtractor(RecordExtractor):
 
     config: Config
     parameters: InitVar[Mapping[str, Any]]
-    # The stream's ReportPacer, set by SegmentBatchRetriever: it reads each answer's RateLimit-* headers.
-    pacer: Any = field(init=False, repr=False, default=None)
 
     def extract_records(self, response: requests.Response) -> Iterable[Mapping[str, Any]]:
         asked = asked_report(response.request)
         attributes = _report_attributes(response, asked.call)
-        if self.pacer is not None:
-            self.pacer.update_from_response(response.request, response)
+        SyncSession.of(self.config).pacer.update_from_response(response.request, response)
         yield from values_rows(attributes, self.config["statistics"], asked)
 
 
@@ -2231,6 +2393,32 @@ class BucketWindowFilter(RecordFilter):
 
 
 @dataclass
+class SentenceErrorHandler(DefaultErrorHandler):
+    """The manifest's ``DefaultErrorHandler`` (its response filters, retries and backoff), except
+    that a request it fails ends in exactly the one sentence its response filter says, with the API
+    key masked, as the error every runtime reports.
+
+    The CDK's HTTP client would log the request and answer (URL, headers, bodies) at ERROR first and
+    raise with them as the internal message, and the concurrent read puts a stream's error into its
+    trace without the secret filter (``concurrent_read_processor.py:253``): an answer that echoes
+    the key would print it. Raised here, before the client builds its own, nothing of the answer
+    but the filter's sentence leaves the process.
+    """
+
+    def interpret_response(
+        self, response_or_exception: Union[requests.Response, Exception] | None
+    ) -> ErrorResolution:
+        resolution = super().interpret_response(response_or_exception)
+        if resolution.response_action != ResponseAction.FAIL:
+            return resolution
+        request = getattr(response_or_exception, "request", None)
+        status = getattr(response_or_exception, "status_code", None)
+        sentence = filter_secrets(resolution.error_message or f"{_call_of(request)} failed ({status or 'no answer'}).")
+        where = filter_secrets(f"{_call_of(request)} answered {status}" if status else f"{_call_of(request)} failed")
+        raise AirbyteTracedException(message=sentence, internal_message=where, failure_type=resolution.failure_type)
+
+
+@dataclass
 class RetryAfterBackoff(BackoffStrategy):
     """Waits the ``Retry-After`` seconds of a 429; a longer wait than ``max_waiting_time_in_seconds``
     is Klaviyo's daily quota, so the sync ends (keeping the state of finished windows) with a
@@ -2240,8 +2428,6 @@ class RetryAfterBackoff(BackoffStrategy):
     config: Config
     parameters: InitVar[Mapping[str, Any]]
     max_waiting_time_in_seconds: float = MAX_RATE_LIMIT_WAIT_SECONDS
-    # The stream's ReportPacer, set by SegmentBatchRetriever: a 429 uses up no slot.
-    pacer: Any = field(init=False, repr=False, default=None)
 
     def backoff_time(
         self,
@@ -2250,8 +2436,8 @@ class RetryAfterBackoff(BackoffStrategy):
     ) -> float | None:
         if not isinstance(response_or_exception, requests.Response):
             return None
-        if response_or_exception.status_code == 429 and self.pacer is not None:
-            self.pacer.update_from_response(response_or_exception.request, response_or_exception)
+        if response_or_exception.status_code == 429:  # a 429 uses up no slot of the source's pacer
+            SyncSession.of(self.config).pacer.update_from_response(response_or_exception.request, response_or_exception)
         header = response_or_exception.headers.get("Retry-After", "")
         try:
             wait = float(header)
@@ -2344,11 +2530,10 @@ class ReportPacer:
       next report call waits the ``RateLimit-Reset`` seconds it named (Klaviyo sends seconds from
       now; the CDK's ``HttpAPIBudget`` reads that header as an epoch time, hence this class).
 
-    Each report stream's ``SegmentBatchRetriever`` owns one: it waits for a slot before each report
-    call, its row extractor passes it each answer's headers, and its ``RetryAfterBackoff`` each
-    429. The streams are read one after the other (``concurrency_level`` 1), so the second one's
-    first call may meet the first one's spent minute: one 429, whose ``Retry-After`` is the wait the
-    pacer would have made.
+    One per source (``SyncSession``), so that both report streams wait for the same account's
+    limits: ``SegmentBatchRetriever`` waits for a slot before each report call, the row extractors
+    pass it each answer's headers, and ``RetryAfterBackoff`` each 429. A stream that starts after
+    another has spent the minute waits for it instead of earning a 429.
     - A 429 uses up no slot: its ``Retry-After`` is waited out by the error handler
       (``RetryAfterBackoff``), the remaining count is forgotten, and the next answer's headers set
       it again.
@@ -2409,7 +2594,7 @@ class ReportPacer:
         steady = self._reset_at - now if self._remaining is not None and self._remaining <= 0 else 0.0
         burst = self._last_start + self.burst_gap_seconds - now if self._last_start is not None else 0.0
         if steady >= burst and steady > 0:
-            return steady, "Klaviyo's report calls for this minute are used up (2 a minute)"
+            return steady, f"Klaviyo's report calls for this minute are used up ({REPORT_CALLS_PER_MINUTE} a minute)"
         if burst > 0:
             return burst, "Klaviyo allows 1 report call a second"
         return 0.0, ""
@@ -2427,11 +2612,6 @@ class ReportPacer:
             self._last_start = self.clock()
             if self._remaining is not None:
                 self._remaining -= 1
-
-    def acquire_call(self, request: Any) -> None:
-        """Waits until ``request`` may go, if it is a report call; other requests never wait."""
-        if self.is_report_call(request):
-            self.wait_for_report_slot()
 
     def update_from_response(self, request: Any, response: Any) -> None:
         if not self.is_report_call(request) or not isinstance(response, requests.Response):

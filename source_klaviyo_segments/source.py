@@ -1,17 +1,14 @@
 """The Python package's source: ``manifest.yaml`` and ``components.py``, run by the CDK as they are.
 
 Everything the connector decides is in those two files, which are also the manifest-only
-connector. The package adds only what a manifest cannot know: the configured catalog's sync modes
-(so the report-call allowance plans for the streams actually selected) and a check message without
-the CDK's wrapping.
+connector: this class only finds the manifest in the package and its components where the
+manifest names them.
 """
 
-import ast
-import logging
 import sys
 from typing import Any, List, Mapping
 
-from airbyte_cdk.models import AirbyteConnectionStatus, AirbyteStateMessage, ConfiguredAirbyteCatalog, Status
+from airbyte_cdk.models import AirbyteStateMessage, ConfiguredAirbyteCatalog
 from airbyte_cdk.sources.declarative.parsers.custom_code_compiler import SDM_COMPONENTS_MODULE_NAME
 from airbyte_cdk.sources.declarative.yaml_declarative_source import YamlDeclarativeSource
 
@@ -23,34 +20,6 @@ from . import components
 sys.modules.setdefault(SDM_COMPONENTS_MODULE_NAME, components)
 
 
-def with_catalog_modes(config: Mapping[str, Any], catalog: ConfiguredAirbyteCatalog | None) -> Mapping[str, Any]:
-    """``config`` telling ``PrepareSyncConfig`` how each selected stream is read: the CDK hands the
-    configured catalog to no component, and the allowance must know which streams can resume."""
-    if not catalog or not catalog.streams:
-        return config
-    modes = {configured.stream.name: configured.sync_mode.value for configured in catalog.streams}
-    return {**config, components.CATALOG_MODES: modes}
-
-
-def unwrapped_check_message(message: str | None) -> str | None:
-    """The sentence inside the CDK's check message: ``CheckStream`` prefixes "Stream X is not
-    available: " and the source quotes the whole (``repr``).
-
-    >>> unwrapped_check_message("'Stream segment_series is not available: Klaviyo did not accept the API key (401).'")
-    'Klaviyo did not accept the API key (401).'
-    """
-    if not message:
-        return message
-    try:
-        text = ast.literal_eval(message)
-    except (ValueError, SyntaxError):
-        text = message
-    if not isinstance(text, str):
-        return message
-    _, separator, sentence = text.partition(" is not available: ")
-    return sentence if separator and text.startswith("Stream ") else text
-
-
 class SourceKlaviyoSegments(YamlDeclarativeSource):
     def __init__(
         self,
@@ -59,16 +28,4 @@ class SourceKlaviyoSegments(YamlDeclarativeSource):
         state: List[AirbyteStateMessage] | None = None,
         config_path: str | None = None,
     ) -> None:
-        super().__init__(
-            path_to_yaml="manifest.yaml",
-            catalog=catalog,
-            config=with_catalog_modes(config, catalog) if config else config,
-            state=state,
-            config_path=config_path,
-        )
-
-    def check(self, logger: logging.Logger, config: Mapping[str, Any]) -> AirbyteConnectionStatus:
-        status = super().check(logger, config)
-        if status.status == Status.FAILED:
-            status.message = unwrapped_check_message(status.message)
-        return status
+        super().__init__(path_to_yaml="manifest.yaml", catalog=catalog, config=config, state=state, config_path=config_path)

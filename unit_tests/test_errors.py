@@ -13,6 +13,7 @@ from airbyte_cdk.models import ConfiguredAirbyteCatalogSerializer, FailureType, 
 from airbyte_cdk.test.catalog_builder import CatalogBuilder
 from airbyte_cdk.test.entrypoint_wrapper import EntrypointOutput, read
 from airbyte_cdk.test.state_builder import StateBuilder
+from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
 from source_klaviyo_segments import SourceKlaviyoSegments
 from source_klaviyo_segments.components import config_problem, prepare_config
@@ -21,6 +22,7 @@ from unit_tests import klaviyo_mock as km
 from unit_tests.klaviyo_mock import FakeKlaviyo
 
 SERIES_URL = f"{km.BASE_URL}/api/segment-series-reports"
+VALUES_URL = f"{km.BASE_URL}/api/segment-values-reports"
 # 2024-01-01..2024-04-28 is 118 days: without the timezone, windows are at most 59 days, and the
 # fewest that cover it are two full ones, whatever plan the connector picks among the fewest.
 END_DATE = "2024-04-28"
@@ -200,14 +202,16 @@ def test_the_api_key_never_appears_even_when_klaviyo_echoes_the_request(
     with requests_mock.Mocker() as mocker:
         fake.install(mocker)
         mocker.post(SERIES_URL, status_code=400, json=echo)
-        with pytest.raises(SystemExit) as exited:  # after the stream's own error trace: no summary of it
+        # The CDK's entrypoint ends a sync whose stream failed by raising (its hook prints it, exit 1).
+        with pytest.raises(AirbyteTracedException):
             run(["read", "--config", str(config_path), "--catalog", str(catalog_path)])
-        assert exited.value.code == 1
     printed = capfd.readouterr()  # the CDK logs to the stdout it was set up with
-    assert "Klaviyo refused the request (400)" in printed.out
+    lines = [json.loads(line) for line in printed.out.splitlines() if line.startswith('{"type":"TRACE"')]
+    errors = [line["trace"]["error"]["message"] for line in lines if line["trace"]["type"] == "ERROR"]
+    assert errors[0] == "Klaviyo refused the request (400): Bad request with headers Authorization: Klaviyo-API-Key ****"
     assert km.API_KEY not in printed.out + printed.err
-    # A refused request is the user's to fix: its sentence, no Python traceback (log or trace).
-    assert "Traceback" not in printed.out + printed.err and 'File \\"' not in printed.out
+    # Nothing of the answer but the response filter's sentence: no request or answer dump in any line.
+    assert "Request (body)" not in printed.out and "Response (headers)" not in printed.out
 
 
 def test_a_key_pasted_with_a_line_break_is_sent_trimmed_and_never_printed(
@@ -230,9 +234,8 @@ def test_a_key_pasted_with_a_line_break_is_sent_trimmed_and_never_printed(
             return real_answer(request, context)
 
         mocker.post(SERIES_URL, json=echo_on_the_second_window)
-        with pytest.raises(SystemExit) as exited:  # after the stream's own error trace: no summary of it
+        with pytest.raises(AirbyteTracedException):  # the CDK's end of a sync whose stream failed
             run(["read", "--config", str(config_path), "--catalog", str(catalog_path)])
-        assert exited.value.code == 1
         sent = {r.headers["Authorization"] for r in mocker.request_history}
     assert sent == {f"Klaviyo-API-Key {km.API_KEY}"}
     printed = capsys.readouterr()
@@ -319,6 +322,27 @@ def test_report_calls_wait_out_the_window_only_when_ratelimit_headers_say_it_is_
     assert [s for s in no_real_sleep if s >= 1] == pytest.approx(expected_waits, abs=0.5)
 
 
+def test_both_report_streams_wait_for_one_pacer_so_the_second_stream_meets_no_spent_minute(
+    no_real_sleep: list[float],
+) -> None:
+    # Klaviyo's limits are per account: segment_values' answer says the minute is used up, so
+    # segment_series' first call waits for its reset instead of earning a 429.
+    config = km.config()
+    fake = FakeKlaviyo(IDS)
+    spent = {"RateLimit-Remaining": "0", "RateLimit-Reset": "30"}
+    with requests_mock.Mocker() as mocker:
+        fake.install(mocker)
+        mocker.post(VALUES_URL, json=fake._values, headers=spent)
+        mocker.post(SERIES_URL, json=fake._series, headers={"RateLimit-Remaining": "1", "RateLimit-Reset": "50"})
+        catalog = CatalogBuilder().with_stream("segment_values", SyncMode.full_refresh).with_stream(
+            "segment_series", SyncMode.incremental
+        ).build()
+        output = km.read_source(config, catalog)
+    assert not output.errors
+    assert [b["data"]["type"] for b in fake.bodies][:2] == ["segment-values-report", "segment-series-report"]
+    assert [s for s in no_real_sleep if s >= 1] == pytest.approx([30.0], abs=0.5)
+
+
 def test_check_reports_an_unreachable_base_url_within_seconds(no_real_sleep: list[float]) -> None:
     config = km.config()
     with requests_mock.Mocker() as mocker:
@@ -340,18 +364,23 @@ def test_max_report_requests_ends_the_sync_cleanly_and_the_next_one_finishes() -
             output = read(SourceKlaviyoSegments(catalog=catalog, config=config, state=state), config, catalog, state)
         return output, fake
 
+    # The first sync starts from no state: it may be a full refresh, so stopping short is an error
+    # (a config error: the platform does not retry it), after the state of what it read is saved.
     first, fake = sync(None)
-    assert not first.errors
+    (error, *_) = [e.trace.error for e in first.errors]
+    assert error.failure_type == FailureType.config_error
+    assert error.message.startswith("`max_report_requests` (2) stopped segment_series after 2 of its 6 report calls")
     assert len(fake.bodies) == 2  # one whole window (both batches), then the allowance is spent
     state = first.most_recent_state.stream_state.__dict__
     assert state == {"date_time": FIRST_WINDOW_LAST_BUCKET}
-    assert "max_report_requests (2) reached" in " ".join(m.log.message for m in first.logs)
 
     rows = {(r.record.data["segment_id"], r.record.data["date_time"]) for r in first.records}
     while True:
         state_messages = StateBuilder().with_stream_state("segment_series", state).build()
-        following, fake = sync(state_messages)
+        following, fake = sync(state_messages)  # resumed from a state: incremental, so it ends cleanly
         assert not following.errors and len(fake.bodies) <= 2
+        if following.most_recent_state.stream_state.__dict__ != {"date_time": "2024-05-31T00:00:00"}:
+            assert "`max_report_requests` (2) reached" in " ".join(m.log.message for m in following.logs)
         rows |= {(r.record.data["segment_id"], r.record.data["date_time"]) for r in following.records}
         new_state = following.most_recent_state.stream_state.__dict__
         if new_state == state:
@@ -361,20 +390,28 @@ def test_max_report_requests_ends_the_sync_cleanly_and_the_next_one_finishes() -
     assert len(rows) == 152 * 152  # 152 segments x 152 days (Jan 1 to May 31), none missing
 
 
-def read_values_and_series(series_mode: SyncMode, max_report_requests: int) -> tuple[EntrypointOutput, FakeKlaviyo]:
+def read_values_and_series(
+    series_mode: SyncMode, max_report_requests: int, series_first: bool = False
+) -> tuple[EntrypointOutput, FakeKlaviyo]:
     """segment_values (last_30_days) and segment_series (Jan to May 2024: 3 windows) for 152
     segments: 2 batches, so values needs 2 report calls and series 6."""
     fake = FakeKlaviyo(IDS + [f"X{n:03d}" for n in range(150)])
     config = km.config(
         start_date="2024-01-01", end_date="2024-06-01", segment_ids=fake.segment_ids, max_report_requests=max_report_requests
     )
+    # Discover's order, in which Airbyte reads them (the streams share max_report_requests in read order).
     catalog = (
-        CatalogBuilder().with_stream("segment_series", series_mode).with_stream("segment_values", SyncMode.full_refresh).build()
+        CatalogBuilder().with_stream("segment_values", SyncMode.full_refresh).with_stream("segment_series", series_mode).build()
     )
+    if series_first:
+        catalog.streams.reverse()
     with requests_mock.Mocker() as mocker:
         fake.install(mocker)
         output = read(SourceKlaviyoSegments(catalog=catalog, config=config), config, catalog, expecting_exception=True)
     return output, fake
+
+
+STOPPED_AFTER_2_OF_6 = "`max_report_requests` (4) stopped segment_series after 2 of its 6 report calls"
 
 
 def final_statuses(output: EntrypointOutput) -> dict[str, str]:
@@ -382,27 +419,47 @@ def final_statuses(output: EntrypointOutput) -> dict[str, str]:
 
 
 def test_max_report_requests_keeps_the_calls_a_full_refresh_stream_needs() -> None:
-    # Series is incremental and resumes next sync; values cannot, so its 2 calls are kept for it.
+    # Values cannot resume, so its 2 calls are kept for it; series takes the other 2: one whole
+    # window, its state saved, then a config error (it started from no state: maybe a full refresh).
     output, fake = read_values_and_series(SyncMode.incremental, max_report_requests=4)
-    assert not output.errors, output.errors
     values = [r for r in output.records if r.record.stream == "segment_values"]
     assert len({r.record.data["segment_id"] for r in values}) == 152
     series_calls = [b for b in fake.bodies if b["data"]["type"] == "segment-series-report"]
-    assert len(series_calls) == 2  # one whole window; 2 of the 4 calls went to values
-    assert final_statuses(output) == {"segment_values": "COMPLETE", "segment_series": "COMPLETE"}
+    assert len(series_calls) == 2
+    (error, *_) = [e.trace.error for e in output.errors]
+    assert error.message.startswith("`max_report_requests` (4) stopped segment_series after 2 of its 6 report calls")
+    assert final_statuses(output) == {"segment_values": "COMPLETE", "segment_series": "INCOMPLETE"}
 
 
 @pytest.mark.parametrize(
-    ("series_mode", "limit", "cut_short"),
-    [(SyncMode.full_refresh, 4, "segment_series"), (SyncMode.incremental, 1, "segment_values")],
-)
-def test_a_stream_that_cannot_resume_fails_rather_than_end_short(series_mode: SyncMode, limit: int, cut_short: str) -> None:
-    # Ending "cleanly" would let an overwrite destination replace the table with part of it.
+    ("series_mode", "limit", "cut_short", "sentence"),
+    [
+        (SyncMode.full_refresh, 4, "segment_series", STOPPED_AFTER_2_OF_6),
+        (SyncMode.incremental, 4, "segment_series", STOPPED_AFTER_2_OF_6),
+        (SyncMode.incremental, 1, "segment_values", "`max_report_requests` (1) leaves segment_values 1 report call, "
+         "fewer than the 2 it needs to be read in full: raise it to at least 2."),
+    ],
+)  # fmt: skip
+def test_a_stream_read_short_from_no_state_fails_rather_than_end_short(
+    series_mode: SyncMode, limit: int, cut_short: str, sentence: str
+) -> None:
+    # Ending "cleanly" would let an overwrite destination replace the table with part of it. The
+    # components never see the sync mode: both modes give the same verdict.
     output, _ = read_values_and_series(series_mode, max_report_requests=limit)
     errors = [e.trace.error for e in output.errors]
-    expected = f"`max_report_requests` ({limit}) leaves too few report calls to read {cut_short} in full"
-    assert any(e.failure_type == FailureType.config_error and e.message.startswith(expected) for e in errors), errors
+    assert any(e.failure_type == FailureType.config_error and e.message.startswith(sentence) for e in errors), errors
     assert final_statuses(output)[cut_short] == "INCOMPLETE"
+
+
+def test_a_catalog_that_reads_series_first_leaves_values_a_sentence_counting_what_series_took() -> None:
+    output, fake = read_values_and_series(SyncMode.incremental, max_report_requests=4, series_first=True)
+    assert len(fake.bodies) == 4 and all(b["data"]["type"] == "segment-series-report" for b in fake.bodies)
+    messages = [e.trace.error.message for e in output.errors]
+    assert (
+        "`max_report_requests` (4) leaves segment_values 0 report calls after 4 for segment_series, "
+        "fewer than the 2 it needs to be read in full: raise it to at least 6."
+    ) in messages
+    assert final_statuses(output) == {"segment_values": "INCOMPLETE", "segment_series": "INCOMPLETE"}
 
 
 @pytest.mark.parametrize(
@@ -425,7 +482,8 @@ def test_the_command_line_refuses_a_config_the_spec_refuses_in_the_connectors_wo
     statuses = [json.loads(line) for line in capsys.readouterr().out.splitlines() if "CONNECTION_STATUS" in line]
     message = statuses[-1]["connectionStatus"]["message"]
     assert statuses[-1]["connectionStatus"]["status"] == "FAILED"
-    assert message == config_problem(km.config(**overrides), km.SPEC)
+    # The CDK wraps a check's reason (the same in every runtime); the sentence is the connector's.
+    assert config_problem(km.config(**overrides), km.SPEC) in message
     assert f"`{field}`" in message and "Config validation error" not in message
 
 
