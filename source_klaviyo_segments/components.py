@@ -1416,6 +1416,20 @@ def plan_read(
     return plans
 
 
+def cost_of(calls: int) -> str:
+    """What ``calls`` report calls cost: the time at Klaviyo's steady limit and the daily quota's share.
+
+    >>> cost_of(21)
+    "about 10 minutes at Klaviyo's 2 report calls a minute, 9% of its 225-call daily quota"
+    """
+    minutes = max(calls - 1, 0) / REPORT_CALLS_PER_MINUTE
+    duration = f"about {minutes:.0f} minute{'s' if round(minutes) != 1 else ''}" if minutes >= 1 else "under a minute"
+    return (
+        f"{duration} at Klaviyo's {REPORT_CALLS_PER_MINUTE} report calls a minute, "
+        f"{calls / DAILY_REPORT_QUOTA:.0%} of its {DAILY_REPORT_QUOTA}-call daily quota"
+    )
+
+
 def describe_plan(plans: Sequence[ReportPlan], max_report_requests: int | None = None) -> list[str]:
     """The plan for a person: a line per stream, then the total, the time it takes at Klaviyo's
     steady limit and its share of the daily quota.
@@ -1429,13 +1443,8 @@ def describe_plan(plans: Sequence[ReportPlan], max_report_requests: int | None =
     In all: 21 report calls, about 10 minutes at Klaviyo's 2 report calls a minute, 9% of its 225-call daily quota.
     """
     total = sum(len(plan.calls) for plan in plans)
-    minutes = max(total - 1, 0) / REPORT_CALLS_PER_MINUTE
-    duration = f"about {minutes:.0f} minute{'s' if round(minutes) != 1 else ''}" if minutes >= 1 else "under a minute"
     lines = [plan.describe() for plan in plans]
-    lines.append(
-        f"In all: {total:,} report call{'s' if total != 1 else ''}, {duration} at Klaviyo's {REPORT_CALLS_PER_MINUTE} "
-        f"report calls a minute, {total / DAILY_REPORT_QUOTA:.0%} of its {DAILY_REPORT_QUOTA}-call daily quota."
-    )
+    lines.append(f"In all: {_count_of(total, 'report call')}, {cost_of(total)}.")
     if total > DAILY_REPORT_QUOTA:
         lines.append(
             f"That is {math.ceil(total / DAILY_REPORT_QUOTA)} days of quota: set `max_report_requests` to spread it "
@@ -1604,7 +1613,8 @@ class SyncSession:
     """What the components of one source share while it runs one command: the segments listed once,
     each report stream's plan (made from that listing when the stream starts, with the planner's
     refusals), the one ``ReportPacer`` that every report call waits for (Klaviyo's limits are per
-    account, whichever stream calls), and the warnings already said (each is said once).
+    account, whichever stream calls), the warnings already said (each is said once), and the hosts
+    where nothing answered (later requests there stop at once, with the same sentence).
 
     ``PrepareSyncConfig`` opens one per source and writes its id into ``config["_derived"]``
     (``DerivedSettings.session``): the CDK builds every component of a source from that one config
@@ -1622,6 +1632,8 @@ class SyncSession:
         self._segments: list[tuple[str, str | None]] | None = None
         self._plans: dict[str, ReportPlan] = {}
         self._said: set[str] = set()
+        # Hosts where nothing answered, and the sentence that said so (AnswerAwareBackoff).
+        self.unanswered: dict[str, str] = {}
 
     @classmethod
     def open(cls) -> str:
@@ -1695,7 +1707,7 @@ class SyncSession:
         if checking:
             return plan
         if made:
-            LOGGER.info("Plan: %s", plan.describe())
+            LOGGER.info("Plan: %s It takes %s.", plan.describe(), cost_of(plan.allowed))
         sentence = None if test_read else plan.refusal()
         if sentence:
             raise refused(sentence)
@@ -2414,8 +2426,10 @@ class SentenceErrorHandler(DefaultErrorHandler):
         request = getattr(response_or_exception, "request", None)
         status = getattr(response_or_exception, "status_code", None)
         sentence = filter_secrets(resolution.error_message or f"{_call_of(request)} failed ({status or 'no answer'}).")
-        where = filter_secrets(f"{_call_of(request)} answered {status}" if status else f"{_call_of(request)} failed")
-        raise AirbyteTracedException(message=sentence, internal_message=where, failure_type=resolution.failure_type)
+        # The internal message is what the CDK's summary of the failed streams quotes.
+        where = f"{_call_of(request)} answered {status}" if status else f"{_call_of(request)} failed"
+        internal = filter_secrets(f"{sentence} ({where})")
+        raise AirbyteTracedException(message=sentence, internal_message=internal, failure_type=resolution.failure_type)
 
 
 @dataclass
@@ -2502,15 +2516,23 @@ class AnswerAwareBackoff(BackoffStrategy):
     ) -> float | None:
         if isinstance(response_or_exception, requests.Response):
             return self._after_answer.backoff_time(response_or_exception, attempt_count)
-        attempts = int(float(self._attempts.eval(self.config)))
-        if isinstance(response_or_exception, requests.RequestException) and attempt_count >= attempts:
-            request = response_or_exception.request
-            where = urlparse(request.url if request is not None and request.url else str(self.config.get("base_url", "")))
-            sentence = (
-                f"Nothing answered at {where.scheme}://{where.netloc} in {attempt_count} attempts "
+        if not isinstance(response_or_exception, requests.RequestException):
+            return None
+        request = response_or_exception.request
+        where = urlparse(request.url if request is not None and request.url else str(self.config.get("base_url", "")))
+        host = f"{where.scheme}://{where.netloc}"
+        session = SyncSession.of(self.config)
+        said = session.unanswered.get(host)
+        if said is None and attempt_count >= int(float(self._attempts.eval(self.config))):
+            said = (
+                f"Nothing answered at {host} in {attempt_count} attempts "
                 f"({type(response_or_exception).__name__}): check `base_url` and the network."
             )
-            raise AirbyteTracedException(message=sentence, internal_message=sentence, failure_type=FailureType.transient_error)
+            session.unanswered[host] = said
+        if said is not None:
+            # Said once per source: every later request to that host (another stream's listing, the
+            # next stream) stops at its first unanswered attempt with the same sentence.
+            raise AirbyteTracedException(message=said, internal_message=said, failure_type=FailureType.transient_error)
         return None
 
 
