@@ -58,7 +58,7 @@ sync: $(DEMO_STAMP)
 	$(BIN)/python -m demo.quickstart --config secrets/config.json
 
 lint: $(TEST_STAMP)
-	$(BIN)/ruff check source_klaviyo_segments klaviyo_emulator unit_tests integration_tests demo bench
+	$(BIN)/ruff check source_klaviyo_segments klaviyo_emulator unit_tests integration_tests demo bench testkit
 	$(BIN)/mypy source_klaviyo_segments
 
 unit: $(TEST_STAMP)
