@@ -62,10 +62,10 @@ lint: $(TEST_STAMP)
 	$(BIN)/mypy source_klaviyo_segments
 
 # Tests sit beside what they test: the connector's in unit_tests/ and integration_tests/ (and its
-# doctests), the bench's in bench/tests/. `unit` is what runs without a server; `integration` what
-# talks HTTP to an emulator on 127.0.0.1.
+# doctests), the emulator's in klaviyo_emulator/tests/, the bench's in bench/tests/. `unit` is what
+# runs without a server; `integration` what talks HTTP to an emulator on 127.0.0.1.
 UNIT_TESTS := source_klaviyo_segments unit_tests bench/tests
-INTEGRATION_TESTS := integration_tests
+INTEGRATION_TESTS := integration_tests klaviyo_emulator/tests
 
 unit: $(TEST_STAMP)
 	$(BIN)/python -m pytest -q $(UNIT_TESTS)

@@ -726,7 +726,7 @@ def test_admin_endpoints(fresh: Emulator) -> None:
 
 
 def test_cli_serves_until_sigterm() -> None:
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]  # klaviyo_emulator/tests/ -> the repository
     process = subprocess.Popen(
         [sys.executable, "-m", "klaviyo_emulator", "--port", "0", "--segments", "12",
          "--api-key", "pk_cli", "--now", "2025-03-01T12:00:00", "--klaviyo-limits", "--time-scale", "60"],
@@ -1174,7 +1174,7 @@ def test_cli_flags_map_to_config() -> None:
 
 
 def test_cli_busy_port_is_one_sentence_and_exit_2() -> None:
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]  # klaviyo_emulator/tests/ -> the repository
     with socket.socket() as holder:
         holder.bind(("127.0.0.1", 0))
         holder.listen()
