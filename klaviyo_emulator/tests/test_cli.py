@@ -1,9 +1,10 @@
-"""``python -m klaviyo_emulator``: its flags map to EmulatorConfig, it serves until SIGTERM, and a
-busy port is one sentence.
+"""``python -m klaviyo_emulator``: every option says what it does, its flags map to EmulatorConfig,
+it serves until SIGTERM, and a busy port is one sentence.
 """
 
 from __future__ import annotations
 
+import argparse
 import signal
 import socket
 import subprocess
@@ -71,3 +72,19 @@ def test_cli_busy_port_is_one_sentence_and_exit_2() -> None:
     assert result.stdout == ""
     assert result.stderr.strip() == (f"port {port} on 127.0.0.1 is already in use: stop what holds it, "
                                      "or pass --port 0 for a free port.")
+
+
+def test_every_option_says_what_it_does() -> None:
+    """Each of the parser's actions has a help text, so an option added without one fails here."""
+    from klaviyo_emulator.__main__ import build_parser
+
+    parser = build_parser()
+    actions = parser._actions  # argparse keeps every option here, -h included
+    assert len(actions) > 25
+    silent = [action.option_strings or [action.dest] for action in actions
+              if action.help is None or action.help == argparse.SUPPRESS or not action.help.strip()]
+    assert silent == [], f"options without a help text: {silent}"
+    # Formatting expands each %(default)s: a help text argparse cannot format fails here, not on a user's --help.
+    text = parser.format_help()
+    assert all(option in text for action in actions for option in action.option_strings)
+
