@@ -6,7 +6,8 @@ python -m klaviyo_emulator --port 8765 --segments 250 --now 2025-03-01T12:00:00 
 
 --port 0 picks a free port; the startup line names it. A busy port is one sentence on stderr and
 exit code 2. The reading flags (--require-offset, --cap-mode, --accounts-scope, --week-start,
---date-times-in, --created-spread, --before-creation, --edges) are EmulatorConfig's modes.
+--date-times-in, --created-spread, --before-creation, --edges, --future-timeframe) are
+EmulatorConfig's modes.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from .config import (
     CAP_MODES,
     DATE_TIMES_IN,
     EDGES,
+    FUTURE_TIMEFRAMES,
     MALFORMED_KINDS,
     WEEK_STARTS,
     EmulatorConfig,
@@ -86,6 +88,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="statistics of buckets ending before a segment's creation: 0 or null")
     modes.add_argument("--edges", choices=EDGES, default="inclusive",
                        help="which buckets a custom timeframe returns (default: inclusive)")
+    modes.add_argument("--future-timeframe", choices=FUTURE_TIMEFRAMES, default="empty",
+                       help="a custom timeframe starting after --now: empty answers it with no buckets (values: no "
+                            "change), refuse with a 400 saying it is in the future (default: %(default)s)")
     faults = parser.add_argument_group("faults")
     faults.add_argument("--fail-rate", type=float, default=0.0,
                         help="share of valid report calls answered 503, from 0 to 1 (default: %(default)s)")
@@ -118,7 +123,8 @@ def config_from_args(args: argparse.Namespace) -> EmulatorConfig:
                           accounts_scope=args.accounts_scope, week_start=args.week_start,
                           date_times_in=args.date_times_in,
                           created_spread=tuple(args.created_spread) if args.created_spread else None,
-                          before_creation=args.before_creation, edges=args.edges)
+                          before_creation=args.before_creation, edges=args.edges,
+                          future_timeframe=args.future_timeframe)
 
 
 def _bind_problem(exc: OSError, host: str, port: int) -> str:

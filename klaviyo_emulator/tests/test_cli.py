@@ -88,3 +88,12 @@ def test_every_option_says_what_it_does() -> None:
     text = parser.format_help()
     assert all(option in text for action in actions for option in action.option_strings)
 
+
+def test_cli_future_timeframe_flag() -> None:
+    from klaviyo_emulator.__main__ import build_parser, config_from_args
+
+    assert config_from_args(build_parser().parse_args([])).future_timeframe == "empty"
+    refusing = config_from_args(build_parser().parse_args(["--future-timeframe", "refuse"]))
+    assert refusing.future_timeframe == "refuse"
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["--future-timeframe", "later"])

@@ -293,6 +293,69 @@ def test_edges_modes(edges: str) -> None:
             "last_30_days")
 
 
+# A timeframe after the emulator's clock (`now`): Klaviyo's docs do not say what it answers.
+FUTURE = ("2026-06-01T00:00:00", "2026-06-10T00:00:00")
+NO_CHANGE = dict.fromkeys(("members_added", "members_removed", "net_members_changed"), 0)
+
+
+def test_future_timeframe_empty_answers_no_buckets_and_no_change() -> None:
+    """The default reading: buckets only up to now, so a series report wholly after it has no
+    date_times and an empty list per statistic; a values report counts over the part up to now
+    (none of it: no change, and the members each segment holds now)."""
+    assert EmulatorConfig().future_timeframe == "empty"
+    with pytest.raises(ValueError, match="future_timeframe"):
+        EmulatorConfig(future_timeframe="bogus")
+    with make(segments=3) as emulator:
+        ids = emulator.segment_ids
+        for interval in ("hourly", "daily", "weekly", "monthly"):
+            end = "2026-06-03T00:00:00" if interval == "hourly" else FUTURE[1]  # within the hourly cap
+            response = post(emulator, SERIES, series_body(FUTURE[0], end, interval, ids))
+            assert response.status_code == 200, response.text
+            attributes = response.json()["data"]["attributes"]
+            assert attributes["date_times"] == [], interval
+            assert sorted(result["groupings"]["segment_id"] for result in attributes["results"]) == ids
+            assert all(result["statistics"] == dict.fromkeys(ALL_STATS, []) for result in attributes["results"])
+        future = values_table(post(emulator, VALUES, values_body({"start": FUTURE[0], "end": FUTURE[1]})))
+        # NOW is 2025-03-01 12:00: this timeframe's last hour is the one holding now.
+        until_now = values_table(post(emulator, VALUES, values_body({"start": "2025-03-01T00:00:00",
+                                                                     "end": "2025-03-01T12:00:00"})))
+        assert set(future) == set(ids)
+        for sid in ids:
+            assert {name: future[sid][name] for name in NO_CHANGE} == NO_CHANGE
+            assert future[sid]["total_members"] == until_now[sid]["total_members"]
+        # A timeframe across now: counted up to now.
+        across = values_table(post(emulator, VALUES, values_body({"start": "2025-02-20T00:00:00",
+                                                                  "end": "2025-03-20T00:00:00"})))
+        assert across == emulator.truth_values((datetime(2025, 2, 20), datetime(2025, 3, 20)))
+        assert any(stats["members_added"] for stats in across.values())
+
+
+def test_future_timeframe_refuse_says_the_timeframe_is_in_the_future() -> None:
+    """"refuse": a custom timeframe whose start is after now gets a 400 naming both times; one that
+    starts at or before now is served up to now as in the default reading, and so are keys."""
+    with make(segments=3, future_timeframe="refuse") as refusing, make(segments=3) as serving:
+        for path, body in ((SERIES, series_body(*FUTURE)), (VALUES, values_body({"start": FUTURE[0], "end": FUTURE[1]}))):
+            response = post(refusing, path, body)
+            assert response.status_code == 400, response.text
+            error = error_of(response)
+            assert error["code"] == "invalid" and error["title"] == "Invalid input."
+            assert error["source"] == {"pointer": "/data/attributes/timeframe/start"}
+            assert "in the future" in error["detail"], error["detail"]
+            assert "2026-06-01T00:00:00" in error["detail"] and "2025-03-01T12:00:00" in error["detail"]
+        # The line is now itself: a start a second after it is refused, a start at it is served.
+        late = post(refusing, SERIES, series_body("2025-03-01T12:00:01", "2025-03-02T00:00:00", "hourly"))
+        assert late.status_code == 400 and "in the future" in error_of(late)["detail"]
+        at_now = series_body("2025-03-01T12:00:00", "2025-03-02T00:00:00", "hourly")
+        served = series_table(post(refusing, SERIES, at_now))
+        assert served == series_table(post(serving, SERIES, at_now))
+        assert {stamp for _, stamp in served} == {"2025-03-01T12:00:00-05:00"}
+        across = series_body("2025-02-20T00:00:00", "2025-03-20T00:00:00")
+        assert series_table(post(refusing, SERIES, across)) == series_table(post(serving, SERIES, across))
+        # Keys resolve at now, so they never start after it: this_month ends after now and is served.
+        assert values_table(post(refusing, VALUES, values_body({"key": "this_month"}))) == refusing.truth_values(
+            "this_month")
+
+
 # Every mode in every zone: random windows, served answers against the oracle.
 MODE_ZONES = ["Asia/Tokyo", "America/New_York", "Europe/London", "Australia/Sydney"]
 
