@@ -58,27 +58,33 @@ sync: $(DEMO_STAMP)
 	$(BIN)/python -m demo.quickstart --config secrets/config.json
 
 lint: $(TEST_STAMP)
-	$(BIN)/ruff check source_klaviyo_segments klaviyo_emulator unit_tests integration_tests demo bench
+	$(BIN)/ruff check source_klaviyo_segments klaviyo_emulator unit_tests integration_tests demo bench testkit
 	$(BIN)/mypy source_klaviyo_segments
 
+# Tests sit beside what they test: the connector's in unit_tests/ and integration_tests/ (and its
+# doctests), the emulator's in klaviyo_emulator/tests/, the bench's in bench/tests/. `unit` is what
+# runs without a server; `integration` what talks HTTP to an emulator on 127.0.0.1.
+UNIT_TESTS := source_klaviyo_segments unit_tests bench/tests
+INTEGRATION_TESTS := integration_tests klaviyo_emulator/tests
+
 unit: $(TEST_STAMP)
-	$(BIN)/python -m pytest -q source_klaviyo_segments unit_tests
+	$(BIN)/python -m pytest -q $(UNIT_TESTS)
 
 integration: $(TEST_STAMP)
-	$(BIN)/python -m pytest -q integration_tests
+	$(BIN)/python -m pytest -q $(INTEGRATION_TESTS)
 
 # Spread over one worker more than the cores (at most 4): while one waits on a retry's backoff or
 # a connector process, another has the core. A test file per worker (module fixtures such as the
 # standard suites' emulators start once). No test's verdict depends on how busy the machine is.
 TEST_WORKERS ?= $(shell cores=$$(nproc 2>/dev/null || echo 1); echo $$(( cores < 3 ? cores + 1 : 4 )))
 test: lint
-	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile source_klaviyo_segments unit_tests integration_tests
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile $(UNIT_TESTS) $(INTEGRATION_TESTS)
 
 bench: $(TEST_STAMP)
 	$(BIN)/python -m bench.run
 
 fuzz: $(TEST_STAMP)
-	HYPOTHESIS_PROFILE=explore $(BIN)/python -m pytest -q -m hypothesis unit_tests integration_tests
+	HYPOTHESIS_PROFILE=explore $(BIN)/python -m pytest -q -m hypothesis $(UNIT_TESTS) $(INTEGRATION_TESTS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis build *.egg-info .cache demo_output

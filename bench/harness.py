@@ -18,7 +18,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Sequence
 
-from integration_tests.conftest import catalog_entry, connector_command
+from testkit import catalog_entry, connector_command
 
 REPO = Path(__file__).resolve().parents[1]
 WALL = "%Y-%m-%dT%H:%M:%S"

@@ -17,8 +17,8 @@ from zoneinfo import ZoneInfo
 
 from bench.harness import REPO, EmulatorProcess, read, read_config, read_output, run_measured
 from bench.minimum import expected_rows, fewest_calls, ideal_call_times
-from integration_tests.conftest import connector_command
 from klaviyo_emulator import Emulator, EmulatorConfig, RateLimits
+from testkit import connector_command
 
 ZONE = "America/New_York"  # the emulator's company zone (EmulatorConfig.timezone's default)
 NOW = dt.datetime(2025, 3, 1, 12)

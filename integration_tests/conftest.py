@@ -8,9 +8,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-import shutil
 import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,19 +19,11 @@ import pytest
 from integration_tests.connector_process import run_command
 from klaviyo_emulator import Emulator, EmulatorConfig
 from source_klaviyo_segments import SourceKlaviyoSegments
+from testkit import catalog_entry, connector_command
 
 NOW = dt.datetime(2025, 3, 1, 12, 0)
 # The connection specification as the connector reports it (`spec`).
 SPEC: dict[str, Any] = SourceKlaviyoSegments().spec(logging.getLogger("airbyte")).connectionSpecification
-
-
-def connector_command() -> list[str]:
-    installed = Path(sys.executable).with_name("source-klaviyo-segments")
-    if installed.exists():
-        return [str(installed)]
-    found = shutil.which("source-klaviyo-segments")
-    assert found, "install the connector first: pip install -e '.[tests]'"
-    return [found]
 
 
 @dataclass
@@ -80,25 +70,6 @@ def run_connector(
         done = run_command(args, cwd=tmp_path, timeout=timeout)
     messages = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
     return Run(messages=messages, returncode=done.returncode, stderr=done.stderr)
-
-
-def catalog_entry(name: str, sync_mode: str) -> dict[str, Any]:
-    """A configured catalog entry for ``name`` in ``sync_mode`` (incremental: cursor ``date_time``);
-    the integration tests and the bench write their catalogs with it."""
-    incremental = sync_mode == "incremental"
-    return {
-        "stream": {
-            "name": name,
-            "json_schema": {},
-            "supported_sync_modes": ["full_refresh", "incremental"] if incremental else ["full_refresh"],
-            "source_defined_cursor": incremental,
-            "default_cursor_field": ["date_time"] if incremental else [],
-        },
-        "sync_mode": sync_mode,
-        "destination_sync_mode": "append_dedup" if incremental else "overwrite",
-        "cursor_field": ["date_time"] if incremental else [],
-        "primary_key": [],
-    }
 
 
 @pytest.fixture()

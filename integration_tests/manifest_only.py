@@ -42,7 +42,8 @@ from typing import Any
 
 import yaml
 
-from integration_tests.conftest import Run, catalog_entry
+from integration_tests.conftest import Run
+from testkit import catalog_entry
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = "source_klaviyo_segments"

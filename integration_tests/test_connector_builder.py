@@ -35,10 +35,11 @@ from zoneinfo import ZoneInfo
 import pytest
 from airbyte_cdk.connector_builder.main import handle_request
 
-from integration_tests.conftest import catalog_entry, config_for
+from integration_tests.conftest import config_for
 from integration_tests.manifest_only import HidePackage, injected, without_the_package
 from klaviyo_emulator import Emulator, EmulatorConfig
 from klaviyo_emulator.server import CallRecord
+from testkit import catalog_entry
 
 # 250 segments, listed 100 a page (3 pages of GET /api/segments, within the Builder's default page
 # limit of 5), so that each window asks in 3 batches: 100 + 100 + 50 ids. From 2023-06-01 to

@@ -31,13 +31,14 @@ from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from integration_tests.conftest import NOW, SPEC, catalog_entry, config_for, run_connector
+from integration_tests.conftest import NOW, SPEC, config_for, run_connector
 from integration_tests.connector_process import ConnectorProcess
 from integration_tests.test_end_to_end import series_by_key
 from klaviyo_emulator import Emulator, EmulatorConfig, Faults, RateLimits
 from source_klaviyo_segments import SourceKlaviyoSegments
 from source_klaviyo_segments.components import config_problem, prepare_config
-from unit_tests.published import INTERVALS, STATISTICS, TIMEFRAME_KEYS
+from testkit import catalog_entry
+from testkit.published import INTERVALS, STATISTICS, TIMEFRAME_KEYS
 
 FIRST_DATA_DAY = dt.datetime(2023, 6, 1)  # Klaviyo: "Data is unavailable before June 1st, 2023"
 

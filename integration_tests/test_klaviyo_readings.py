@@ -21,7 +21,7 @@ from openapi_client.models.segment_values_request_dto import SegmentValuesReques
 
 from integration_tests.conftest import Run, config_for, run_connector
 from klaviyo_emulator import Emulator, EmulatorConfig
-from unit_tests.published import FORMATS_CHECKED, request_body_errors
+from testkit.published import FORMATS_CHECKED, request_body_errors
 
 NOW = dt.datetime(2025, 3, 1, 12, 0)  # the emulator's "now" (company wall time) where it is fixed
 STATISTICS = ("total_members", "members_added", "members_removed", "net_members_changed")

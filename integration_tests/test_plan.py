@@ -15,9 +15,10 @@ import json
 import math
 from pathlib import Path
 
-from integration_tests.conftest import catalog_entry, config_for, run_connector
+from integration_tests.conftest import config_for, run_connector
 from integration_tests.connector_process import run_command
 from klaviyo_emulator import Emulator, EmulatorConfig
+from testkit import catalog_entry
 
 START, END = dt.date(2024, 1, 1), dt.date(2025, 2, 4)  # 400 days
 SEGMENTS = 250

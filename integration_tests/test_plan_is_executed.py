@@ -16,10 +16,11 @@ from typing import Any
 import pytest
 from airbyte_cdk.models import AirbyteStateMessage, AirbyteStateMessageSerializer
 
-from integration_tests.conftest import catalog_entry, config_for, run_connector
+from integration_tests.conftest import config_for, run_connector
 from klaviyo_emulator import Emulator, EmulatorConfig, RateLimits
 from source_klaviyo_segments import SourceKlaviyoSegments
 from source_klaviyo_segments.run import plan_of_read
+from testkit import catalog_entry
 
 NOW = dt.datetime(2025, 3, 1)
 SERIES = [("segment_series", "incremental")]

@@ -17,8 +17,9 @@ import airbyte as ab  # noqa: E402
 import duckdb  # noqa: E402
 
 from demo.duckdb_cache import DuckDB  # noqa: E402
-from integration_tests.conftest import config_for, connector_command  # noqa: E402
+from integration_tests.conftest import config_for  # noqa: E402
 from klaviyo_emulator import Emulator  # noqa: E402
+from testkit import connector_command  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 

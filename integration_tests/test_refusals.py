@@ -24,10 +24,11 @@ from typing import Any
 import pytest
 from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
-from integration_tests.conftest import NOW, catalog_entry, config_for, connector_command
+from integration_tests.conftest import NOW, config_for
 from integration_tests.connector_process import run_command
 from klaviyo_emulator import Emulator, EmulatorConfig
 from source_klaviyo_segments.run import run
+from testkit import catalog_entry, connector_command
 
 ALL_STREAMS = [("segments", "full_refresh"), ("segment_values", "full_refresh"), ("segment_series", "incremental")]
 STREAM_NAMES = "segments, segment_values, segment_series"

@@ -12,10 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from integration_tests.conftest import NOW, catalog_entry, config_for, run_connector
+from integration_tests.conftest import NOW, config_for, run_connector
 from integration_tests.connector_process import run_command
 from integration_tests.manifest_only import run_manifest_only
 from klaviyo_emulator import Emulator, EmulatorConfig, Faults
+from testkit import catalog_entry
 
 STREAMS = [("segment_values", "full_refresh"), ("segment_series", "incremental")]
 

@@ -53,6 +53,13 @@ to pick, EmulatorConfig has a mode for each reading (CLI flag in brackets):
   ("strict": no rounding down to the bucket) applies to them.
 - now [--now]: naive company-local wall time the data ends at (None = the real clock). Buckets
   starting after now are absent; the bucket holding now carries its hours so far.
+- future_timeframe="empty" [--future-timeframe empty|refuse]: what a custom timeframe whose start
+  is after now gets (Klaviyo's documentation is silent). "empty": served like any other, so a series
+  report has date_times [] and an empty list per statistic, and a values report counts over the part
+  up to now (none: 0 added, removed and net; total_members as at now). "refuse": 400 `invalid` at
+  /data/attributes/timeframe/start whose detail says the timeframe is in the future (start and now
+  compared as instants in the company zone). A timeframe starting at or before now is served up to
+  now in both modes; keys resolve at now and never start after it.
 
 Other choices made where Klaviyo's documentation is silent (the harsher reading where there is one):
 - A report without a filter returns every segment of the account.

@@ -2,8 +2,9 @@
 
 Request pipeline (API routes): drop fault -> slow fault -> route (404/405) -> auth (401/403) ->
 revision (400) -> [reports: content type (415)] -> rate limits / daily_exhausted (429) ->
-[reports: body validation (400) -> fail fault (503)] -> answer (-> malformed fault); the
-refuse_endpoint fault answers 400 right after the revision check.
+[reports: body validation (400; with future_timeframe="refuse", a start after now too) -> fail
+fault (503)] -> answer (-> malformed fault); the refuse_endpoint fault answers 400 right after the
+revision check.
 Every answer given after admission (200, 400, 503) carries RateLimit-Limit/Remaining/Reset when
 limits are configured; a 429 carries Retry-After instead.
 Every API request, whatever its outcome, is recorded as a CallRecord (status 0 = dropped).
@@ -48,6 +49,7 @@ from .validation import (
     ReportRequest,
     invalid,
     parse_filter,
+    refuse_future_start,
     report_filter_ids,
     validate_report,
 )
@@ -481,6 +483,9 @@ class Emulator:
             report = validate_report(endpoint, request.body, self.now_wall(), self.data.time.instant,
                                      require_offset=cfg.require_offset, cap_mode=cfg.cap_mode,
                                      week_start=cfg.week_start)
+            if cfg.future_timeframe == "refuse":
+                # Instants, not wall times: around a fall-back the wall clock repeats an hour.
+                refuse_future_start(report, self.data.time.instant(report.start), self.now_instant(), self.now_wall())
             if self._draw(faults.fail_rate):
                 raise ApiError(503, "service_unavailable", "Service unavailable.",
                                "MetricServiceRetryableError: the reporting service is temporarily unavailable. "

@@ -352,6 +352,19 @@ def _check_interval_cap(
         )
 
 
+def refuse_future_start(report: ReportRequest, start_instant: float, now_instant: float, now_wall: datetime) -> None:
+    """future_timeframe="refuse": a custom timeframe whose start (`start_instant`, POSIX time) is after
+    now is refused. Keys resolve at now, so they never start after it; a timeframe that starts at or
+    before now and ends after it is served up to now, as in the "empty" reading."""
+    if report.timeframe_key is None and start_instant > now_instant:
+        raise invalid(
+            f"The timeframe is in the future: timeframe.start is {report.start.isoformat()}, after the account's "
+            f"current time {now_wall.replace(microsecond=0).isoformat()}. Please use a time frame that starts "
+            "before now.",
+            "/data/attributes/timeframe/start",
+        )
+
+
 def validate_report(
     kind: str,
     raw: bytes,

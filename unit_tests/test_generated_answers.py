@@ -27,8 +27,8 @@ from hypothesis import strategies as st
 
 from source_klaviyo_segments import SourceKlaviyoSegments
 from source_klaviyo_segments.components import BucketWindowFilter, SeriesRowExtractor, ValuesRowExtractor
+from testkit.published.drawn import SEGMENT_LIST, published, report_schema
 from unit_tests import klaviyo_mock as km
-from unit_tests.published.drawn import SEGMENT_LIST, published, report_schema
 
 SETTINGS = settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
 HOME = ("http", "127.0.0.1:8765")

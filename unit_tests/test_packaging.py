@@ -425,10 +425,10 @@ def test_dockerfile_install_replayed_answers_spec(tmp_path: Path) -> None:
         cwd=tmp_path, env=env, check=True, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
 
-    # Only the connector ships: the emulator (klaviyo_emulator), the bench and the tests stay out of the
-    # image's copy and of the installed package.
+    # Only the connector ships: the emulator (klaviyo_emulator), the bench, the tests and what they share
+    # (testkit) stay out of the image's copy and of the installed package.
     assert {p.name for p in site.iterdir() if not p.name.endswith((".dist-info", ".egg-info"))} == {PACKAGE, "bin"}
-    assert not {"klaviyo_emulator", "bench", "unit_tests", "integration_tests"} & {p.name for p in code.iterdir()}
+    assert not {"klaviyo_emulator", "bench", "testkit", "unit_tests", "integration_tests"} & {p.name for p in code.iterdir()}
 
     # package_data made it into the installed copy: the manifest, and any data file beside it.
     installed = site / PACKAGE

@@ -13,9 +13,9 @@ import requests_mock
 from openapi_client.models.segment_series_request_dto import SegmentSeriesRequestDTO
 from openapi_client.models.segment_values_request_dto import SegmentValuesRequestDTO
 
+from testkit.published import FORMATS_CHECKED, TIMEFRAME_KEYS, request_body_errors
 from unit_tests import klaviyo_mock as km
 from unit_tests.klaviyo_mock import FILTER, FakeKlaviyo
-from unit_tests.published import FORMATS_CHECKED, TIMEFRAME_KEYS, request_body_errors
 
 CAP = {"hourly": dt.timedelta(days=7), "daily": dt.timedelta(days=60), "weekly": dt.timedelta(weeks=52)}
 SEGMENTS = [f"S{n:04d}" for n in range(250)]

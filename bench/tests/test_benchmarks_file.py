@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]  # bench/tests/ -> the repository
 BENCHMARKS = (ROOT / "BENCHMARKS.md").read_text(encoding="utf-8")
 # A figure left blank: a lone "?" (e.g. "? µs per record", "| ? |"), or a Python None / nan printed as one.
 PLACEHOLDER = re.compile(r"(?:^|[\s|(~])(?:\?|None|nan)(?=$|[\s|,.;:)])", re.MULTILINE)
