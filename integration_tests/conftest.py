@@ -8,7 +8,9 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import socket
 import subprocess
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -83,3 +85,35 @@ def config_for(emu: Emulator, **overrides: Any) -> dict[str, Any]:
     config: dict[str, Any] = {"api_key": emu.config.api_key, "base_url": emu.base_url}
     config.update(overrides)
     return config
+
+
+class DeadPort:
+    """A port that accepts each connection and closes it without a word, counting them."""
+
+    def __init__(self) -> None:
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.connections = 0
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                connection, _ = self.listener.accept()
+            except OSError:
+                return
+            self.connections += 1
+            connection.close()
+
+    def close(self) -> None:
+        self.listener.close()
+        self.thread.join(timeout=10)
+
+
+@pytest.fixture()
+def dead_port() -> Iterator[DeadPort]:
+    """A port where each connection is accepted and closed without a word."""
+    dead = DeadPort()
+    yield dead
+    dead.close()

@@ -13,9 +13,7 @@ in any output, and every line the connector writes is compact JSON, as the CDK's
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +22,7 @@ from typing import Any
 import pytest
 from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
-from integration_tests.conftest import NOW, config_for
+from integration_tests.conftest import NOW, DeadPort, config_for
 from integration_tests.connector_process import run_command
 from klaviyo_emulator import Emulator, EmulatorConfig
 from source_klaviyo_segments.run import run
@@ -207,47 +205,20 @@ def test_a_future_end_date_is_read_up_to_now_with_a_warning(tmp_path: Path, call
 TIMEZONE_ATTEMPTS, LISTING_ATTEMPTS = 2, 6
 
 
-class DeadPort:
-    """A port that accepts each connection and closes it without a word, counting them."""
-
-    def __init__(self) -> None:
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self.listener.getsockname()[1]
-        self.connections = 0
-        self.thread = threading.Thread(target=self._serve, daemon=True)
-        self.thread.start()
-
-    def _serve(self) -> None:
-        while True:
-            try:
-                connection, _ = self.listener.accept()
-            except OSError:
-                return
-            self.connections += 1
-            connection.close()
-
-    def close(self) -> None:
-        self.listener.close()
-        self.thread.join(timeout=10)
-
-
 def test_a_read_where_nothing_answers_stops_in_one_sentence_after_a_bounded_number_of_attempts(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str], dead_port: DeadPort
 ) -> None:
     slept: list[float] = []
     monkeypatch.setattr("time.sleep", slept.append)  # the waits are counted, not slept
-    dead = DeadPort()
+    dead = dead_port
     config = {"api_key": "pk_never_printed_key", "base_url": f"http://127.0.0.1:{dead.port}", **RANGE}
     (tmp_path / "config.json").write_text(json.dumps(config))
     catalog = {"streams": [catalog_entry(name, mode) for name, mode in ALL_STREAMS]}
     (tmp_path / "catalog.json").write_text(json.dumps(catalog))
-    try:
-        # In process, the CDK's entrypoint ends a sync whose streams failed by raising (its hook
-        # prints the summary and exits 1 in a process of its own).
-        with pytest.raises(AirbyteTracedException):
-            run(["read", "--config", str(tmp_path / "config.json"), "--catalog", str(tmp_path / "catalog.json")])
-    finally:
-        dead.close()
+    # In process, the CDK's entrypoint ends a sync whose streams failed by raising (its hook prints
+    # the summary and exits 1 in a process of its own).
+    with pytest.raises(AirbyteTracedException):
+        run(["read", "--config", str(tmp_path / "config.json"), "--catalog", str(tmp_path / "catalog.json")])
     captured = capfd.readouterr()
     output = Output(captured.out, captured.err, 1)
     sentence = (

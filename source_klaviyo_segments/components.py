@@ -1121,6 +1121,34 @@ class ReportPlan:
         """The partition where ``max_report_requests`` stops this sync, if it does."""
         return next((call.partition for call in self.calls if call.number > self.allowed), None)
 
+    def stop_of(self, partition: str) -> str | None:
+        """Where ``max_report_requests`` ends this stream's read, seen from ``partition``: ``"warn"``
+        in the partition it cuts when the read resumed from a state (it is incremental: the next sync
+        goes on, this one ends cleanly); else (it may be a full refresh, which must not end as if it
+        had read everything) ``"before"`` its calls, in the first partition with nothing left to read
+        after the cut, so that the state of every partition read is saved, or ``"after"`` them when
+        the cut partition is the last one; ``None`` where it does not stop.
+
+        >>> call = lambda n, w: ReportCall(n, f"w{w}", ("A",), 1, dt.datetime(2024, 1, w))
+        >>> plan = ReportPlan("s", SERIES_WINDOWS, 1, ("w1", "w2", "w3"), (call(1, 1), call(2, 2), call(3, 2)), 2,
+        ...                   resumable=True, cap=2)
+        >>> [plan.stop_of(p) for p in plan.partitions], [replace(plan, resumed=True).stop_of(p) for p in plan.partitions]
+        ([None, None, 'before'], [None, 'warn', None])
+        >>> replace(plan, partitions=("w1", "w2")).stop_of("w2")
+        'after'
+        """
+        cut = self.first_left_out()
+        if cut is None or partition not in self.partitions:
+            return None
+        if self.resumed:
+            return "warn" if partition == cut else None
+        cut_at = self.partitions.index(cut)
+        if self.allowed_calls_of(cut):  # read its whole call windows, then stop at the next partition
+            if cut_at == len(self.partitions) - 1:
+                return "after" if partition == cut else None
+            return "before" if partition == self.partitions[cut_at + 1] else None
+        return "before" if partition == cut else None
+
     def _left(self) -> tuple[int, str]:
         """How many calls ``max_report_requests`` leaves this stream, and what the others took, said."""
         taken = sum(count for _, count in self.taken_before)
@@ -1130,7 +1158,7 @@ class ReportPlan:
     def refusal(self) -> str | None:
         """Why ``max_report_requests`` leaves this stream no way to read anything it should, in one
         sentence (``None`` when it leaves one): a stream read whole whose calls do not all fit, or a
-        resumable one whose first unit (a call window when resumed, else a cursor window) does not.
+        resumable one whose first call window does not.
 
         >>> call = lambda n, w: ReportCall(n, f"w{w}", ("A",), 1, dt.datetime(2024, 1, w))
         >>> plan = ReportPlan("segment_series", SERIES_WINDOWS, 1, ("w1",), (call(1, 1), call(2, 1)), 0,
@@ -1156,9 +1184,7 @@ class ReportPlan:
 
     def _first_unit(self) -> list[ReportCall]:
         first = self.calls[0]
-        if self.resumed:
-            return [call for call in self.calls if (call.partition, call.window_start) == (first.partition, first.window_start)]
-        return self.calls_of(first.partition)
+        return [call for call in self.calls if (call.partition, call.window_start) == (first.partition, first.window_start)]
 
     def stopped_short(self) -> str:
         """The sentence a sync ends with when ``max_report_requests`` stopped this stream before its
@@ -1333,11 +1359,9 @@ def plan_report_stream(
     elif not stream.resumable:
         allowed = 0  # read whole or not at all: a full-refresh table is never replaced by part of itself
     else:
-        # Resumed, the sync may stop after any call window: the state is the newest bucket written,
-        # which every segment has. Not resumed (a first sync, or a full refresh), it stops only where
-        # a cursor window ends, so that the partition it ends on has no call and the state saved
-        # before it holds everything read.
-        allowed = _whole_units_within(calls, allowance, _call_window if resumed else _cursor_window)
+        # The sync may stop after any whole call window: the state is the newest bucket written,
+        # which every segment has.
+        allowed = _whole_windows_within(calls, allowance)
     return ReportPlan(
         stream.name, stream.partitions, len(segments), tuple(partitions), tuple(calls), allowed, plan_start, start_reason,
         resumable=stream.resumable, resumed=resumed,
@@ -1350,28 +1374,19 @@ def _values_end(timeframe: Mapping[str, Any]) -> dt.datetime | None:
     return wall_time(end) if end else None
 
 
-def _call_window(call: ReportCall) -> tuple[Any, ...]:
-    return (call.partition, call.window_start, call.values_timeframe)
+def _whole_windows_within(calls: Sequence[ReportCall], allowance: int) -> int:
+    """How many calls from the first fit ``allowance`` without cutting a call window in two: a
+    window read for some segments only would move the state past the others.
 
-
-def _cursor_window(call: ReportCall) -> tuple[Any, ...]:
-    return (call.partition,)
-
-
-def _whole_units_within(calls: Sequence[ReportCall], allowance: int, unit: Callable[[ReportCall], tuple[Any, ...]]) -> int:
-    """How many calls from the first fit ``allowance`` without cutting a ``unit`` (a call window, or
-    a cursor window) in two: a window read for some segments only would move the state past the others.
-
-    >>> calls = [ReportCall(n, f"p{w // 2}", ("A",), 1, dt.datetime(2024, 1, w)) for n, w in enumerate([1, 1, 2, 2, 3], start=1)]
-    >>> _whole_units_within(calls, 3, _call_window), _whole_units_within(calls, 4, _call_window)
+    >>> calls = [ReportCall(n, "p", ("A",), 1, dt.datetime(2024, 1, w)) for n, w in enumerate([1, 1, 2, 2, 3], start=1)]
+    >>> _whole_windows_within(calls, 3), _whole_windows_within(calls, 4)
     (2, 4)
-    >>> _whole_units_within(calls, 4, _cursor_window)  # p0 holds call 1 and 2, p1 calls 3 to 5
-    2
     """
     allowed = 0
     for index, call in enumerate(calls[:allowance]):
         following = calls[index + 1] if index + 1 < len(calls) else None
-        if following is None or unit(following) != unit(call):
+        window = (call.partition, call.window_start, call.values_timeframe)
+        if following is None or (following.partition, following.window_start, following.values_timeframe) != window:
             allowed = index + 1
     return allowed
 
@@ -1794,12 +1809,15 @@ class SegmentBatchRetriever(SimpleRetriever):
             if self.config.get(CHECKING):
                 return  # `check` lists the segments the reports would ask about, and spends no report call
             key = partition_key(partition)
-            calls, allowed = plan.calls_of(key), plan.allowed_calls_of(key)
-            if len(allowed) < len(calls):
-                if not allowed and not plan.resumed:
-                    raise refused(plan.stopped_short())
+            allowed = plan.allowed_calls_of(key)
+            stop = plan.stop_of(key)
+            if stop == "warn":
                 self._session.say_once(logging.WARNING, plan.left_for_next_sync())
+            elif stop == "before":
+                raise refused(plan.stopped_short())
             yield from self._read_calls(records_schema, partition, plan, allowed)
+            if stop == "after":
+                raise refused(plan.stopped_short())
         except Exception:
             self._stopped = True
             raise
