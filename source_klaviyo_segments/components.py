@@ -13,7 +13,7 @@ code runs a module before registering it, and dataclasses would look it up).
    source, after asking Klaviyo for the account's timezone; ``RefuseConfigProblem`` refuses with it.
 3. **Windows**: wall-time arithmetic in the account's timezone: buckets, caps in wall and elapsed
    time, custom values timeframes, which segments exist by a window's end.
-4. **The plan**: ``plan_read`` decides every report call of a sync before the first one (the fewest
+4. **The plan**: ``plan_streams`` decides every report call of a sync before the first one (the fewest
    that Klaviyo's caps allow: ``plan_series_windows``), as ``ReportPlan``s: what ``plan`` prints,
    what the read logs, and what the retriever carries out.
 5. **Requests**: ``SegmentBatchRetriever`` makes its stream's planned calls, partition by partition.
@@ -1391,7 +1391,7 @@ def _whole_windows_within(calls: Sequence[ReportCall], allowance: int) -> int:
     return allowed
 
 
-def plan_read(
+def plan_streams(
     streams: Sequence[ReportStream],
     derived: "DerivedSettings",
     interval: str,
@@ -1416,7 +1416,7 @@ def plan_read(
     ...                           "segment_series": {"partitions": SERIES_WINDOWS, "resumable": True}})
     >>> derived = DerivedSettings(series_start="2024-01-01T00:00:00", series_end="2024-06-28T23:59:59", series_step="P60D",
     ...                           values_timeframes=[{"timeframe": "last_30_days"}])
-    >>> plans = plan_read(streams, derived, "daily", [(f"S{n}", None) for n in range(100)], 100, max_report_requests=4)
+    >>> plans = plan_streams(streams, derived, "daily", [(f"S{n}", None) for n in range(100)], 100, max_report_requests=4)
     >>> [(plan.stream, len(plan.calls), plan.allowed, plan.taken_before) for plan in plans]
     [('segment_values', 1, 1, ()), ('segment_series', 4, 3, (('segment_values', 1),))]
     """
@@ -1690,7 +1690,7 @@ class SyncSession:
         series_start: dt.datetime | None,
         test_read: bool = False,
     ) -> ReportPlan:
-        """``stream``'s plan (``plan_read``), made when the stream asks first (a series read asks at
+        """``stream``'s plan (``plan_streams``), made when the stream asks first (a series read asks at
         its first cursor window: ``series_start``) and logged then. Raises the planner's refusals:
         ``segment_ids`` the account lacks (``segment_ids_refusal``), and a ``max_report_requests``
         that leaves the stream nothing it can read (``ReportPlan.refusal``); a Connector Builder
@@ -1714,7 +1714,7 @@ class SyncSession:
                     raise ValueError(f"{stream} is not among the manifest's report_streams")
                 # The streams this sync has read before this one (they are read one at a time).
                 taken = [(name, earlier.allowed) for name, earlier in self._plans.items()]
-                (plan,) = plan_read(
+                (plan,) = plan_streams(
                     this, DerivedSettings.of(config), config["interval"], segments, batch_size,
                     config.get("max_report_requests"), series_start, forward=test_read, taken_before=taken,
                 )  # fmt: skip

@@ -15,7 +15,8 @@ import logging
 import sys
 import tempfile
 from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
+from dataclasses import dataclass
+from typing import Any, Mapping, TypeVar
 
 from airbyte_cdk.entrypoint import AirbyteEntrypoint, launch
 from airbyte_cdk.models import (
@@ -31,10 +32,11 @@ from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 from .components import (
     NO_SEGMENTS_YET,
     DerivedSettings,
+    ReportPlan,
     describe_plan,
     missing_segment_ids,
     missing_segments_warning,
-    plan_read,
+    plan_streams,
     report_streams,
     segment_ids_refusal,
     unique_segments,
@@ -122,14 +124,25 @@ def refuse_unknown_streams(source: SourceKlaviyoSegments, catalog: ConfiguredAir
         )
 
 
-def plan_lines(
+@dataclass(frozen=True)
+class PlannedRead:
+    """What a read will do, as the report streams plan it when they start: their plans, the
+    source's prepared config, the segments listed and the configured ids the account lacks."""
+
+    plans: list[ReportPlan]
+    config: Mapping[str, Any]
+    segments: int
+    missing: list[str]
+
+
+def planned_read(
     source: SourceKlaviyoSegments,
     catalog: ConfiguredAirbyteCatalog | None,
     state: list[AirbyteStateMessage] | None,
-) -> list[str]:
-    """What a read of ``catalog`` (every stream without one) from ``state`` will cost, for a person:
-    the plan the report streams make when they start (``SyncSession.plan_of``: the same listing,
-    the same ``plan_read``), without a report call."""
+) -> PlannedRead:
+    """The plan of a read of ``catalog`` (every report stream without one) from ``state``: the same
+    listing (the manifest's ``segments`` stream) and the same ``plan_streams`` the streams use
+    (``SyncSession.plan_of``), in the order the CDK reads them, without a report call."""
     with tempfile.TemporaryDirectory() as temp_dir:
         config = source.configure({}, temp_dir)  # the source's prepared config
     derived = DerivedSettings.of(config)
@@ -159,16 +172,22 @@ def plan_lines(
     if catalog is not None:  # read in the catalog's order, as the CDK reads them
         order = [configured.stream.name for configured in catalog.streams]
         streams = sorted((stream for stream in streams if stream.name in order), key=lambda stream: order.index(stream.name))
-    plans = plan_read(
+    plans = plan_streams(
         streams, derived, config["interval"], segments, int(definitions["segments_per_report"]),
         config.get("max_report_requests"), derived.resumed_start(_saved_cursor(state, resumable)),
     )  # fmt: skip
-    missing = missing_segment_ids(config, segments)
-    timezone = derived.timezone or "unknown (the key lacks accounts:read): windows keep a daylight-saving margin"
+    return PlannedRead(plans, config, len(segments), missing_segment_ids(config, segments))
+
+
+def plan_lines(planned: PlannedRead) -> list[str]:
+    """The plan for a person."""
+    timezone = DerivedSettings.of(planned.config).timezone or (
+        "unknown (the key lacks accounts:read): windows keep a daylight-saving margin"
+    )
     return [
-        *([missing_segments_warning(missing)] if missing else []),
-        f"{len(segments):,} segment{'s' if len(segments) != 1 else ''}; the account's timezone is {timezone}.",
-        *describe_plan(plans, config.get("max_report_requests")),
+        *([missing_segments_warning(planned.missing)] if planned.missing else []),
+        f"{planned.segments:,} segment{'s' if planned.segments != 1 else ''}; the account's timezone is {timezone}.",
+        *describe_plan(planned.plans, planned.config.get("max_report_requests")),
     ]
 
 
@@ -222,7 +241,7 @@ def run(args: Sequence[str] | None = None) -> None:
             # A person reads the plan, not the CDK's log lines; what stops it is the one sentence.
             logging.disable(logging.CRITICAL)
             source, _, catalog, state = _source(parsed.config, parsed.catalog, parsed.state)
-            for line in plan_lines(source, catalog, state):
+            for line in plan_lines(planned_read(source, catalog, state)):
                 print(filter_secrets(line))
             return
         if parsed.command == "spec":
