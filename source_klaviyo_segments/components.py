@@ -30,7 +30,6 @@ code runs a module before registering it, and dataclasses would look it up).
 """
 
 import bisect
-import calendar
 import datetime as dt
 import json
 import logging
@@ -43,6 +42,7 @@ from typing import Any, Callable, Final, Iterable, Iterator, Mapping, MutableMap
 from urllib.parse import urljoin, urlparse
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+import isodate
 import jsonschema
 import requests
 from airbyte_cdk.models import FailureType
@@ -621,10 +621,14 @@ def company_date_time(date_time: str, timezone: str | None) -> str:
 
 
 def add_months(value: dt.datetime, months: int) -> dt.datetime:
-    month_index = value.month - 1 + months
-    year, month = value.year + month_index // 12, month_index % 12 + 1
-    day = min(value.day, calendar.monthrange(year, month)[1])
-    return value.replace(year=year, month=month, day=day)
+    """``value`` moved by whole months, its day clamped to the month's last (isodate's arithmetic,
+    the CDK's cursor's for the same steps).
+
+    >>> add_months(dt.datetime(2024, 1, 31), 1), add_months(dt.datetime(2024, 3, 31), -13)
+    (datetime.datetime(2024, 2, 29, 0, 0), datetime.datetime(2023, 2, 28, 0, 0))
+    """
+    moved: dt.datetime = value + isodate.Duration(months=months)
+    return moved
 
 
 def floor_to_bucket(value: dt.datetime, interval: str) -> dt.datetime:
@@ -688,16 +692,16 @@ def first_series_bucket(start: dt.datetime, interval: str) -> dt.datetime:
 
 def _add_step(start: dt.datetime, step: str, times: int = 1) -> dt.datetime:
     """``start`` plus ``times`` one of the ISO 8601 durations the manifest's cursor steps by
-    (SERIES_WINDOW_STEP's, SERIES_WINDOW_CAP's, ``lookback_duration``'s), in wall time.
+    (SERIES_WINDOW_STEP's, SERIES_WINDOW_CAP's, ``lookback_duration``'s), in wall time, as the
+    CDK's cursor adds them (``isodate``): months at once, the day clamped to the month's last.
 
     >>> _add_step(dt.datetime(2024, 3, 31), "P1M", times=-1)
     datetime.datetime(2024, 2, 29, 0, 0)
+    >>> _add_step(dt.datetime(2024, 3, 10, 1), "PT167H")
+    datetime.datetime(2024, 3, 17, 0, 0)
     """
-    if step.endswith("M") and not step.startswith("PT"):
-        return add_months(start, int(step[1:-1]) * times)
-    amount, unit = int(step.lstrip("PT")[:-1]), step[-1]
-    hours = {"H": 1, "D": 24, "W": 24 * 7}[unit] * amount * times
-    return start + dt.timedelta(hours=hours)
+    moved: dt.datetime = start + isodate.parse_duration(step) * times
+    return moved
 
 
 def elapsed(start: dt.datetime, end: dt.datetime, tz: ZoneInfo) -> dt.timedelta:
