@@ -652,9 +652,12 @@ class PrepareSyncConfig(ConfigTransformation):
 
     def transform(self, config: MutableMapping[str, Any]) -> None:
         spec = self.parameters["connection_specification"]
+        # With the spec's defaults: a config without `base_url` asks the default one (as given, the
+        # requester's URL would have no host, and the timezone would never be read).
+        defaulted = _with_defaults(config, spec)
         timezone = None
-        if not _refused_whatever_the_time(_with_defaults(config, spec), spec):
-            timezone = account_timezone(self.parameters["account_requester"], config)
+        if not _refused_whatever_the_time(defaulted, spec):
+            timezone = account_timezone(self.parameters["account_requester"], defaulted)
         prepared = prepare_config(config, spec, timezone=timezone)
         config.clear()
         config.update(prepared)

@@ -255,6 +255,14 @@ def prepare_sync(config: dict[str, Any], mocker: requests_mock.Mocker) -> dict[s
     return prepared
 
 
+def test_a_config_without_base_url_asks_the_default_one_for_the_timezone() -> None:
+    with requests_mock.Mocker() as mocker:
+        prepared = prepare_sync(dict(VALID), mocker)
+        asked = [request.url for request in mocker.request_history]
+    assert asked == [f"{components.DEFAULT_BASE_URL}/api/accounts?fields%5Baccount%5D=timezone"]
+    assert prepared["_derived"]["timezone"] == "Asia/Tokyo" and prepared["_derived"]["problem"] is None
+
+
 def test_a_config_refused_whatever_the_time_asks_nothing() -> None:
     with requests_mock.Mocker() as mocker:
         prepared = prepare_sync({**VALID, "interval": "yearly"}, mocker)
