@@ -19,6 +19,8 @@ setup(
         "airbyte-cdk>=7.28.3,<8",
         "requests>=2.31",
         "jsonschema>=4.17",
+        # ISO 8601 steps added as the CDK's cursor adds them (components._add_step); the CDK pins the version.
+        "isodate>=0.6.1",
     ],
     extras_require={
         # PyAirbyte (Python < 3.13) and a chart, for `make demo` / `make sync`.

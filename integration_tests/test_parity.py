@@ -91,6 +91,10 @@ CASES = [
          sentence="None of the `segment_ids` is in the Klaviyo account (NOPE01, NOPE02)"),
     Case("check, unknown segment ids", {**RANGE, "segment_ids": ["NOPE01"]}, None, command="check", ok=False,
          sentence="'Stream segment_series is not available: These segment ids are not in the Klaviyo account: NOPE01."),
+    Case("a config with three problems, two of them the spec's", {**RANGE, "start_date": "2025-02-30", "interval": "yearly",
+         "lookback_window_days": -1}, None, command="check", ok=False,
+         sentence="\"Encountered an error while discovering streams. Error: `start_date` is '2025-02-30', which is not a "
+         "real date or time"),
     Case("a config with a problem the spec cannot see", {**RANGE, "start_date": "2024-12-01", "end_date": "2024-11-01"},
          ok=False, sentence="`end_date` (2024-11-01T00:00:00) must be later than `start_date` (2024-12-01T00:00:00)."),
 ]  # fmt: skip

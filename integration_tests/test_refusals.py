@@ -173,6 +173,27 @@ def test_check_still_exits_0_with_a_failed_status(tmp_path: Path, calls: Emulato
     assert_clean(output, config["api_key"], refused=True)  # the CDK logs "Check failed" with its traceback
 
 
+def test_check_says_every_problem_of_a_config_at_once_a_sentence_each(tmp_path: Path, calls: Emulator) -> None:
+    # Issue 25: a bad date once hid an `interval` typo, so the user fixed, reran, and fixed again.
+    config = config_for(calls, start_date="2025-02-30", end_date="2025-03-01", interval="yearly")
+    api_key = config.pop("api_key")
+    output = connector(tmp_path, "check", config)
+    assert output.returncode == 0
+    statuses = [m["connectionStatus"] for m in output.messages if m["type"] == "CONNECTION_STATUS"]
+    sentences = [
+        "`api_key` is missing: paste a Klaviyo private API key with the segments:read scope (Settings > API keys).",
+        "`start_date` is '2025-02-30', which is not a real date or time: write it YYYY-MM-DD or YYYY-MM-DDTHH:MM:SS, "
+        "such as 2024-01-01 or 2024-01-01T06:00:00.",
+        REFUSED_CONFIGS[0][1],
+    ]
+    # The CDK's CheckStream wraps the reason, the same in every runtime (test_parity.py).
+    wrapped = repr(f"Encountered an error while discovering streams. Error: {' '.join(sentences)}")
+    assert statuses == [{"status": "FAILED", "message": wrapped}]
+    assert output.error_sentences() == []
+    assert_clean(output, api_key, refused=True)
+    assert calls.report_calls(status=None) == []
+
+
 def test_plan_without_a_catalog_plans_every_report_stream_and_is_in_the_help(tmp_path: Path, calls: Emulator) -> None:
     config = config_for(calls, **RANGE)
     planned = connector(tmp_path, "plan", config)

@@ -6,8 +6,10 @@ runs the same two files. So it imports only the standard library and what ``airb
 depends on, and it avoids ``from __future__ import annotations`` (the CDK's loader for injected
 code runs a module before registering it, and dataclasses would look it up).
 
-1. **Klaviyo's facts**: statistics, intervals, timeframe keys, window caps, each stated once.
-2. **Config**: ``config_problem`` says in one sentence why a config cannot be used;
+1. **Klaviyo's facts**: window caps, quotas, the first day of data, each stated once (the
+   statistics, intervals and timeframe keys are the spec's enums, in ``manifest.yaml``).
+2. **Config**: ``config_problems`` says every reason a config cannot be used, a sentence each,
+   worded from the spec (``config_problem`` joins them);
    ``prepare_config`` derives the settings the manifest reads (``config["_derived"]``, typed by
    ``DerivedSettings``); ``PrepareSyncConfig`` (a ``CustomConfigTransformation``) runs it once per
    source, after asking Klaviyo for the account's timezone; ``RefuseConfigProblem`` refuses with it.
@@ -30,7 +32,7 @@ code runs a module before registering it, and dataclasses would look it up).
 """
 
 import bisect
-import calendar
+import copy
 import datetime as dt
 import json
 import logging
@@ -43,6 +45,7 @@ from typing import Any, Callable, Final, Iterable, Iterator, Mapping, MutableMap
 from urllib.parse import urljoin, urlparse
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+import isodate
 import jsonschema
 import requests
 from airbyte_cdk.models import FailureType
@@ -73,36 +76,15 @@ LOGGER = logging.getLogger("airbyte")
 
 # ---------------------------------------------------------------------------------------------
 # 1. Klaviyo's facts. The API revision and the 100-id batch size live in manifest.yaml, where the
-#    requests are made.
+#    requests are made; the statistics, intervals and timeframe keys in its spec (section 2).
 # ---------------------------------------------------------------------------------------------
-
-STATISTICS: Final = ("total_members", "members_added", "members_removed", "net_members_changed")
-INTERVALS: Final = ("hourly", "daily", "weekly", "monthly")
-TIMEFRAME_KEYS: Final = (
-    "today",
-    "yesterday",
-    "this_week",
-    "last_week",
-    "this_month",
-    "last_month",
-    "this_year",
-    "last_year",
-    "last_7_days",
-    "last_30_days",
-    "last_90_days",
-    "last_365_days",
-    "last_3_months",
-    "last_12_months",
-)
-CUSTOM_TIMEFRAME: Final = "custom"
 
 # Klaviyo holds no segment report data before this day (company-local time).
 FIRST_DATA_DAY: Final = dt.datetime(2023, 6, 1)
 
+# The spec's default `base_url`, for what runs without the spec: SameHostCursorPagination's
+# fallback and the demo. Config defaults come from the spec (spec_defaults); a test holds this equal.
 DEFAULT_BASE_URL: Final = "https://a.klaviyo.com"
-DEFAULT_INTERVAL: Final = "daily"
-DEFAULT_VALUES_TIMEFRAME: Final = "last_30_days"
-DEFAULT_LOOKBACK_WINDOW_DAYS: Final = 1
 
 # Longest timeframe one series call asks for, per interval, as an ISO 8601 duration that the
 # CDK's cursor uses as its step. Klaviyo caps hourly at 7 days and daily at 60 days without saying
@@ -147,8 +129,13 @@ REPORT_CALLS_PER_MINUTE: Final = 2
 # A 429 asking for a longer wait than this is the daily quota, not the per-minute limit.
 MAX_RATE_LIMIT_WAIT_SECONDS: Final = 600
 # ---------------------------------------------------------------------------------------------
-# 2. Config: defaults, the checks a JSON schema cannot express, the derived settings, and the
-#    per-sync objects.
+# 2. Config: every reason a config cannot be used, worded from the spec; the checks a JSON schema
+#    cannot express; the derived settings; and the per-sync objects.
+#
+# The spec (manifest.yaml's spec.connection_specification, handed to components as
+# $parameters.connection_specification) is the one statement of each field's type, choices,
+# format and default, Klaviyo's statistics, intervals and timeframe keys included: the code here
+# reads them from it and copies none.
 # ---------------------------------------------------------------------------------------------
 
 DERIVED = "_derived"
@@ -158,141 +145,355 @@ def _utc_now() -> dt.datetime:
     return company_now(None)
 
 
-def _spec_pattern(spec: Mapping[str, Any], field: str) -> "re.Pattern[str]":
-    """The ``pattern`` the spec gives ``field``: the one statement of the date format."""
-    return re.compile(spec["properties"][field]["pattern"])
+def _fields(spec: Mapping[str, Any]) -> Mapping[str, Mapping[str, Any]]:
+    """The spec's fields by name, each its JSON schema."""
+    fields: Mapping[str, Mapping[str, Any]] = spec.get("properties") or {}
+    return fields
 
 
-# What each field must be, said to a person; the spec's JSON-schema type errors become these.
-_FIELD_SHAPES = {
-    "api_key": "text: a Klaviyo private API key with the segments:read scope",
-    "start_date": "a date such as 2024-01-31 or a date-time such as 2024-01-31T00:00:00Z",
-    "end_date": "a date such as 2024-01-31 or a date-time such as 2024-01-31T00:00:00Z",
-    "segment_ids": 'a list of segment ids, such as ["RpKvCF"]',
-    "interval": "one of hourly, daily, weekly or monthly",
-    "statistics": 'a list of statistics, such as ["total_members", "members_added"]',
-    "values_timeframe": "a Klaviyo timeframe key such as last_30_days, or custom",
-    "lookback_window_days": "a whole number of days, 0 or more",
-    "max_report_requests": "a whole number of report calls, 1 or more",
-    "base_url": f"an http(s) URL such as {DEFAULT_BASE_URL}",
-}
+def spec_defaults(spec: Mapping[str, Any]) -> dict[str, Any]:
+    """Each field's ``default`` as the spec states it, copied (a config never shares the spec's list).
+
+    >>> spec_defaults({"properties": {"interval": {"default": "daily"}, "end_date": {"type": "string"}}})
+    {'interval': 'daily'}
+    """
+    return {name: copy.deepcopy(prop["default"]) for name, prop in _fields(spec).items() if "default" in prop}
 
 
-def _type_problem(config: Mapping[str, Any], spec: Mapping[str, Any]) -> str | None:
-    """A field of the wrong JSON type (a text where a list belongs, a list where a number does),
-    found by validating against the spec, as one sentence naming the field. Other schema errors
-    are left to the checks below, whose sentences say more."""
-    validator = jsonschema.Draft7Validator(spec)
-    for error in sorted(validator.iter_errors(dict(config)), key=lambda e: [str(p) for p in e.absolute_path]):
-        if error.validator != "type" or not error.absolute_path:
+def _shown(value: Any) -> str:
+    """A config value as a sentence quotes it: text as Python writes it (as the refusals always
+    have), anything else as the JSON the user wrote."""
+    return repr(value) if isinstance(value, str) else json.dumps(value)
+
+
+def _distinct(values: Sequence[Any]) -> list[Any]:
+    """``values`` without repeats, in order; JSON values (lists, objects) are not hashable.
+
+    >>> _distinct(["a", ["b"], "a", ["b"]])
+    ['a', ['b']]
+    """
+    return [value for index, value in enumerate(values) if value not in values[:index]]
+
+
+def _and(words: Sequence[str]) -> str:
+    """Words as a sentence lists them.
+
+    >>> _and(["'a'"]), _and(["'a'", "'b'", "'c'"])
+    ("'a'", "'a', 'b' and 'c'")
+    """
+    return words[0] if len(words) == 1 else f"{', '.join(words[:-1])} and {words[-1]}"
+
+
+def _example(prop: Mapping[str, Any]) -> str | None:
+    """The spec's examples of a field, as "X or Y" (lists as JSON), or ``None`` when it gives none."""
+    examples = prop.get("examples")
+    if not isinstance(examples, list) or not examples:
+        return None
+    return " or ".join(e if isinstance(e, str) else json.dumps(e) for e in examples)
+
+
+def _how_written(prop: Mapping[str, Any]) -> str:
+    """How to write a text field, from its ``pattern_descriptor`` and ``examples``, to end a sentence.
+
+    >>> _how_written({"pattern_descriptor": "YYYY-MM-DD", "examples": ["2024-01-01"]})
+    ': write it YYYY-MM-DD, such as 2024-01-01'
+    """
+    example = _example(prop)
+    written = f": write it {prop['pattern_descriptor']}" if prop.get("pattern_descriptor") else ""
+    return written + (f"{',' if written else ''} such as {example}" if example else "")
+
+
+def _item_example(prop: Mapping[str, Any]) -> str | None:
+    """The first item of a list field's first example, as JSON: ``"RpKvCF"``."""
+    examples = prop.get("examples")
+    first = examples[0] if isinstance(examples, list) and examples else None
+    return json.dumps(first[0]) if isinstance(first, list) and first else None
+
+
+def _noun(name: str, prop: Mapping[str, Any]) -> str:
+    """What a list field holds, in words: its title in lower case ("segment ids")."""
+    return str(prop.get("title") or name.replace("_", " ")).lower()
+
+
+def _choices(prop: Mapping[str, Any]) -> list[Any]:
+    """The values a field (or each item of a list field) may take, as the spec lists them."""
+    items = prop.get("items")
+    choices = prop.get("enum") or (items.get("enum") if isinstance(items, Mapping) else None)
+    return list(choices) if isinstance(choices, list) else []
+
+
+def _shape(name: str, prop: Mapping[str, Any]) -> str:
+    """What a field's value must be, from its spec, to follow "must be".
+
+    >>> _shape("interval", {"type": "string", "enum": ["hourly", "daily"]})
+    'one of hourly, daily'
+    >>> _shape("lookback_window_days", {"type": "integer", "minimum": 0})
+    'a whole number, 0 or more'
+    >>> _shape("start_date", {"type": "string", "pattern_descriptor": "YYYY-MM-DD", "examples": ["2024-01-01"]})
+    'text written YYYY-MM-DD, such as 2024-01-01'
+    """
+    kind, example = prop.get("type"), _example(prop)
+    such_as = f", such as {example}" if example else ""
+    if prop.get("enum"):
+        return f"one of {', '.join(map(str, prop['enum']))}"
+    if kind == "array":
+        return f"a list of {_noun(name, prop)}{such_as}"
+    if kind in ("integer", "number"):
+        minimum = prop.get("minimum")
+        number = "a whole number" if kind == "integer" else "a number"
+        return number + (f", {minimum} or more" if minimum is not None else "")
+    if kind == "boolean":
+        return "true or false"
+    if kind == "string":
+        if prop.get("pattern_descriptor"):
+            return f"text written {prop['pattern_descriptor']}{such_as}"
+        described = _described(prop)
+        return f"text: {described}" if described else f"text{such_as}"
+    return f"of JSON type {kind}"
+
+
+def _described(prop: Mapping[str, Any]) -> str:
+    """The first sentence of a field's description, to follow a verb: "a Klaviyo private API key ..."."""
+    first = str(prop.get("description") or "").split(". ")[0].strip().rstrip(".")
+    return first[:1].lower() + first[1:]
+
+
+def _fill_in(name: str, prop: Mapping[str, Any]) -> str:
+    """How to give a missing or empty field a value: a secret is pasted, anything else set."""
+    described = _described(prop)
+    if prop.get("airbyte_secret") and described:
+        return f"paste {described}"
+    return f"set it to {_shape(name, prop)}"
+
+
+def _or_remove(name: str, prop: Mapping[str, Any], spec: Mapping[str, Any]) -> str:
+    """", or remove the field (the default is ...)" for an optional field, from its description's
+    "Default: ..." or its ``default``; "" for a required one."""
+    if name in (spec.get("required") or ()):
+        return ""
+    stated = re.search(r"\bDefault: ([^.;]+)", str(prop.get("description") or ""))
+    if stated:
+        default: str | None = stated.group(1)
+    elif "default" in prop and not isinstance(prop["default"], list):
+        default = str(prop["default"])
+    else:
+        default = None
+    return ", or remove the field" + (f" (the default is {default})" if default else "")
+
+
+def _blank_as_empty(value: Any, schema: Mapping[str, Any]) -> Any:
+    """``value`` with every blank text (only whitespace) that its schema gives a ``minLength``
+    made empty, so that ``minLength`` calls it empty, as a person would: the spec could say "not
+    blank" only with a regex, whose error would read as a mistake in the format.
+
+    >>> _blank_as_empty({"ids": ["A", "  "]}, {"properties": {"ids": {"items": {"minLength": 1}}}})
+    {'ids': ['A', '']}
+    """
+    if isinstance(value, str):
+        return "" if schema.get("minLength") and not value.strip() else value
+    items, properties = schema.get("items"), schema.get("properties")
+    if isinstance(value, list) and isinstance(items, Mapping):
+        return [_blank_as_empty(item, items) for item in value]
+    if isinstance(value, Mapping) and isinstance(properties, Mapping):
+        return {k: _blank_as_empty(v, properties.get(k) or {}) for k, v in value.items()}
+    return value
+
+
+# A field of the wrong type, or missing, gets that one sentence: its schema's other errors (an
+# enum's, say) only restate it. An item's errors are of kind "items <validator>".
+_FIRST_KINDS = ("type", "required")
+
+
+def _schema_problems(config: Mapping[str, Any], spec: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """``(field, sentence)`` for each way ``config`` breaks the spec's JSON schema: one sentence per
+    field and kind of error (an item's errors of one kind are said together), worded from the spec."""
+    fields = _fields(spec)
+    found: dict[str, dict[str, list[jsonschema.ValidationError]]] = {}
+    for error in jsonschema.Draft7Validator(spec).iter_errors(_blank_as_empty(dict(config), spec)):
+        if error.validator == "required":
+            names = [n for n in error.validator_value if isinstance(error.instance, Mapping) and n not in error.instance]
+        elif error.absolute_path:
+            names = [str(error.absolute_path[0])]
+        else:
+            continue  # a config that is not a JSON object: the CDK refuses it before any component runs
+        for name in names:
+            kind = str(error.validator)
+            if len(error.absolute_path) > 1:
+                # An item of the wrong type where the items are choices is, to a person, a wrong choice.
+                kind = "items enum" if kind == "type" and _choices(fields.get(name, {})) else f"items {kind}"
+            found.setdefault(name, {}).setdefault(kind, []).append(error)
+    problems = []
+    for name, kinds in found.items():
+        first = [kind for kind in _FIRST_KINDS if kind in kinds][:1]
+        # Each bad value is said once: an unknown statistic listed twice is not also "listed twice".
+        bad_items = [error.instance for kind, errors in kinds.items() if kind.startswith("items ") for error in errors]
+        for kind in first or list(kinds):
+            sentence = _schema_sentence(name, kind, kinds[kind], spec, bad_items)
+            if sentence:
+                problems.append((name, sentence))
+    return problems
+
+
+def _schema_sentence(
+    name: str, kind: str, errors: list[jsonschema.ValidationError], spec: Mapping[str, Any], bad_items: Sequence[Any] = ()
+) -> str | None:
+    """One sentence for a field's errors of one kind (a JSON schema validator, or "items X"),
+    naming the field and the fix from what the spec says of it; ``None`` for repeats that are
+    all ``bad_items`` (said by the field's other sentences).
+
+    >>> spec = {"properties": {"interval": {"type": "string", "enum": ["hourly", "daily"]}}}
+    >>> config_problems({"interval": "yearly"}, spec)
+    ["`interval` is 'yearly'; use one of hourly, daily."]
+    """
+    prop = _fields(spec).get(name, {})
+    value = errors[0].instance
+    if kind == "required":
+        return f"`{name}` is missing: {_fill_in(name, prop)}."
+    if kind == "type":
+        return f"`{name}` must be {_shape(name, prop)}."
+    if kind == "enum":
+        return f"`{name}` is {_shown(value)}; use {_shape(name, prop)}."
+    if kind == "minLength":
+        return f"`{name}` is empty: {_fill_in(name, prop)}{_or_remove(name, prop, spec)}."
+    if kind == "minItems":
+        choices = _choices(prop)
+        what = f"of {', '.join(map(str, choices))}" if choices else _noun(name, prop)
+        return f"`{name}` is empty: list one or more {what}{_or_remove(name, prop, spec)}."
+    if kind == "uniqueItems":
+        repeated = _distinct([v for i, v in enumerate(value) if v in value[:i] and v not in bad_items])
+        return f"`{name}` lists {_and([_shown(v) for v in repeated])} more than once: list each once." if repeated else None
+    if kind == "minimum":
+        return f"`{name}` is {_shown(value)}; use {_shape(name, prop)}{_or_remove(name, prop, spec)}."
+    if kind == "pattern":
+        if prop.get("pattern_descriptor"):
+            return f"`{name}` is {_shown(value)}{_how_written(prop)}."
+        return f"`{name}` is {_shown(value)}, which is not {_shape(name, prop)}."
+    items = [_shown(v) for v in _distinct([e.instance for e in errors])]
+    example = _item_example(prop)
+    such_as = f", such as {example}" if example else ""
+    if kind == "items enum":
+        verb = "is" if len(items) == 1 else "are"
+        return f"`{name}` has {_and(items)}, which {verb} not one of {', '.join(map(str, _choices(prop)))}."
+    if kind == "items minLength":
+        return f"`{name}` must contain only non-empty {_noun(name, prop)}{such_as}."
+    if kind.startswith("items "):
+        items_schema = prop.get("items")
+        item_schema: Mapping[str, Any] = items_schema if isinstance(items_schema, Mapping) else {}
+        return f"`{name}` has {_and(items)}: each of its {_noun(name, prop)} must be {_shape(name, item_schema)}{such_as}."
+    return f"`{name}` is {_shown(value)}, which the spec refuses ({errors[0].message})."  # a validator the spec does not use yet
+
+
+def _parse_date(config: Mapping[str, Any], field: str) -> dt.datetime | None:
+    """A date field's wall time; ``None`` when it is absent. Call it once the field's problems are known."""
+    value = config.get(field)
+    return wall_time(value) if isinstance(value, str) and value else None
+
+
+def _value_problems(
+    config: Mapping[str, Any], spec: Mapping[str, Any], now: Callable[[], dt.datetime], reported: set[str]
+) -> list[tuple[str, str]]:
+    """``(field, sentence)`` for what a JSON schema cannot say, on the fields whose schema was met
+    (``reported`` names the others): whitespace inside the key, a date that matches the pattern but
+    is not on the calendar, a range that holds no day with data, a URL no request could be sent to."""
+    fields, problems = _fields(spec), []
+    api_key = config.get("api_key")
+    # Leading and trailing whitespace is stripped (prepare_config): a pasted key often ends in a newline.
+    inside = api_key.strip() if "api_key" not in reported and isinstance(api_key, str) else ""
+    if any(character.isspace() or not character.isprintable() for character in inside):
+        problems.append(
+            ("api_key", "`api_key` has a space, a line break or a control character inside it: paste the key alone.")
+        )
+    for name in ("start_date", "end_date"):
+        value = config.get(name)
+        if name in reported or not isinstance(value, str):
             continue
-        field = str(error.absolute_path[0])
-        if field in _FIELD_SHAPES:
-            return f"`{field}` must be {_FIELD_SHAPES[field]}."
+        try:
+            wall_time(value)
+        except ValueError:  # the pattern admits 2024-02-30 and 25:00
+            written = _how_written(fields.get(name, {}))
+            problems.append((name, f"`{name}` is {value!r}, which is not a real date or time{written}."))
+            reported = reported | {name}
+    range_problem = None if {"start_date", "end_date"} & reported else _range_problem(config, now)
+    problems += [range_problem] if range_problem else []
+    base_url = config.get("base_url")
+    if "base_url" not in reported and isinstance(base_url, str) and not _callable_url(base_url):
+        written = _how_written(fields.get("base_url", {}))
+        problems.append(("base_url", f"`base_url` is {base_url!r}, whose host or port cannot be read{written}."))
+    return problems
+
+
+def _callable_url(url: str) -> bool:
+    """Whether a request could be sent to ``url``: what the spec's pattern lets through may still
+    have no host, or a port that is not a number from 1 to 65535.
+
+    >>> _callable_url("https://a.klaviyo.com"), _callable_url("http://host:http"), _callable_url("http://[::1")
+    (True, False, False)
+    """
+    try:
+        parsed = urlparse(url)
+        port = parsed.port  # raises ValueError for a port that is not a number from 0 to 65535
+    except ValueError:
+        return False
+    return bool(parsed.hostname) and port != 0
+
+
+def _resolve_range(config: Mapping[str, Any], now: Callable[[], dt.datetime]) -> tuple[dt.datetime, dt.datetime]:
+    """The wall-time range to report on: ``start_date`` raised to Klaviyo's first day of data,
+    ``end_date`` (exclusive) lowered to now, since a report call on the future spends quota on nothing."""
+    start = max(_parse_date(config, "start_date") or FIRST_DATA_DAY, FIRST_DATA_DAY)
+    return start, min(_parse_date(config, "end_date") or now(), now())
+
+
+def _range_problem(config: Mapping[str, Any], now: Callable[[], dt.datetime]) -> tuple[str, str] | None:
+    """``(field, sentence)`` when the range holds nothing Klaviyo could report (the first reason that applies)."""
+    start, end = _resolve_range(config, now)
+    configured_end = _parse_date(config, "end_date")
+    if configured_end is not None and configured_end <= FIRST_DATA_DAY:
+        first_day = f"{FIRST_DATA_DAY:%Y-%m-%d}, the first day Klaviyo has segment data for"
+        return "end_date", f"`end_date` ({format_wall_time(configured_end)}) is not after {first_day}: set a later one."
+    if configured_end is not None and configured_end <= start:
+        later = f"must be later than `start_date` ({format_wall_time(start)})"
+        return "end_date", f"`end_date` ({format_wall_time(configured_end)}) {later}."
+    if end <= start:
+        return "start_date", f"`start_date` ({format_wall_time(start)}) is in the future: Klaviyo has no segment data for it yet."
     return None
 
 
-def _parse_date(config: Mapping[str, Any], spec: Mapping[str, Any], field: str) -> dt.datetime | None:
-    value = config.get(field)
-    if value in (None, ""):
-        return None
-    if not isinstance(value, str):
-        raise ValueError(f"`{field}` must be a date such as 2024-01-31 or a date-time such as 2024-01-31T00:00:00Z.")
-    try:
-        # Python parses more forms (20240131) than the spec admits; refuse what the spec refuses.
-        if not _spec_pattern(spec, field).search(value):
-            raise ValueError(value)
-        return wall_time(value)
-    except ValueError:
-        raise ValueError(
-            f"`{field}` is {value!r}, which is not a date such as 2024-01-31 or a date-time such as 2024-01-31T00:00:00Z."
-        ) from None
+def config_problems(
+    config: Mapping[str, Any], spec: Mapping[str, Any], now: Callable[[], dt.datetime] = _utc_now
+) -> list[str]:
+    """Every reason ``config`` cannot be used, a sentence each naming the field and the fix, in
+    the spec's order of fields; ``[]`` when it can. The spec's JSON schema finds what it can say
+    (``_schema_problems``, worded from the spec), the code the rest (``_value_problems``).
+
+    >>> spec = {"required": ["api_key"], "properties": {
+    ...     "api_key": {"type": "string", "description": "A Klaviyo private API key.", "airbyte_secret": True, "order": 0},
+    ...     "start_date": {"type": "string", "pattern": "^\\\\d{4}-\\\\d{2}-\\\\d{2}$", "pattern_descriptor": "YYYY-MM-DD",
+    ...                    "examples": ["2024-01-01"], "order": 1},
+    ...     "interval": {"type": "string", "enum": ["hourly", "daily"], "order": 2}}}
+    >>> for sentence in config_problems({"start_date": "2024-02-30", "interval": "yearly"}, spec):
+    ...     print(sentence)
+    `api_key` is missing: paste a Klaviyo private API key.
+    `start_date` is '2024-02-30', which is not a real date or time: write it YYYY-MM-DD, such as 2024-01-01.
+    `interval` is 'yearly'; use one of hourly, daily.
+    """
+    problems = _schema_problems(config, spec)
+    problems += _value_problems(config, spec, now, {name for name, _ in problems})
+    fields = list(_fields(spec).items())
+    place = {name: (prop.get("order", len(fields)), index) for index, (name, prop) in enumerate(fields)}
+    problems.sort(key=lambda problem: place.get(problem[0], (len(fields), len(fields))))  # stable: a field's own order kept
+    return [sentence for _, sentence in problems]
 
 
 def config_problem(config: Mapping[str, Any], spec: Mapping[str, Any], now: Callable[[], dt.datetime] = _utc_now) -> str | None:
-    """One sentence saying why ``config`` cannot be used, or ``None`` when it can.
+    """``config_problems`` as one message (each its own sentence, joined by a space), or ``None``
+    when the config can be used: what a refusal says.
 
-    >>> config_problem({"api_key": "pk_x", "segment_ids": "RpKvCF"}, {"properties": {"segment_ids": {"type": "array"}}})
-    '`segment_ids` must be a list of segment ids, such as ["RpKvCF"].'
+    >>> spec = {"properties": {"segment_ids": {"type": "array", "title": "Segment IDs"}, "interval": {"enum": ["daily"]}}}
+    >>> config_problem({"api_key": "pk_x", "segment_ids": "RpKvCF", "interval": "day"}, spec)
+    "`segment_ids` must be a list of segment ids. `interval` is 'day'; use one of daily."
     """
-    problem = _type_problem(config, spec)
-    if problem:
-        return problem
-    try:
-        _resolve_range(config, spec, now)
-    except ValueError as error:
-        return str(error)
-    api_key = config.get("api_key")
-    if not isinstance(api_key, str) or not api_key.strip():
-        return "`api_key` is empty: paste a Klaviyo private API key with the segments:read scope."
-    if any(character.isspace() or not character.isprintable() for character in api_key.strip()):
-        return "`api_key` has a space, a line break or a control character inside it: paste the key alone."
-    checks: list[Callable[[Mapping[str, Any]], str | None]] = [
-        _segment_ids_problem,
-        _choice_problems,
-        _number_problems,
-        _base_url_problem,
-    ]
-    for check in checks:
-        problem = check(config)
-        if problem:
-            return problem
-    return None
-
-
-def _resolve_range(
-    config: Mapping[str, Any], spec: Mapping[str, Any], now: Callable[[], dt.datetime]
-) -> tuple[dt.datetime, dt.datetime]:
-    """The wall-time range to report on: ``start_date`` raised to Klaviyo's first day of data,
-    ``end_date`` (exclusive) lowered to now, since a report call on the future spends quota on nothing."""
-    start = _parse_date(config, spec, "start_date") or FIRST_DATA_DAY
-    start = max(start, FIRST_DATA_DAY)
-    configured_end = _parse_date(config, spec, "end_date")
-    if configured_end is not None and configured_end <= FIRST_DATA_DAY:
-        raise ValueError(
-            f"`end_date` ({format_wall_time(configured_end)}) is not after {FIRST_DATA_DAY:%Y-%m-%d}, "
-            "the first day Klaviyo has segment data for: set a later one."
-        )
-    if configured_end is not None and configured_end <= start:
-        raise ValueError(
-            f"`end_date` ({format_wall_time(configured_end)}) must be later than `start_date` ({format_wall_time(start)})."
-        )
-    end = min(configured_end or now(), now())
-    if end <= start:
-        raise ValueError(f"`start_date` ({format_wall_time(start)}) is in the future: Klaviyo has no segment data for it yet.")
-    return start, end
-
-
-def _segment_ids_problem(config: Mapping[str, Any]) -> str | None:
-    ids = config.get("segment_ids")
-    if ids is None:
-        return None
-    if not isinstance(ids, list) or not ids:
-        return "`segment_ids` is empty: list at least one segment id, or remove the field to sync every segment."
-    if not all(isinstance(i, str) and i.strip() for i in ids):
-        return '`segment_ids` must contain only non-empty segment ids, such as "RpKvCF".'
-    duplicates = sorted({i for i in ids if ids.count(i) > 1})
-    if duplicates:
-        return f"`segment_ids` lists {', '.join(duplicates)} more than once: list each segment once."
-    return None
-
-
-def _choice_problems(config: Mapping[str, Any]) -> str | None:
-    interval = config.get("interval", DEFAULT_INTERVAL)
-    if interval not in INTERVALS:
-        return f"`interval` is {interval!r}; use one of {', '.join(INTERVALS)}."
-    timeframe = config.get("values_timeframe", DEFAULT_VALUES_TIMEFRAME)
-    if timeframe not in (*TIMEFRAME_KEYS, CUSTOM_TIMEFRAME):
-        return f"`values_timeframe` is {timeframe!r}; use one of {', '.join(TIMEFRAME_KEYS)} or custom."
-    statistics = config.get("statistics", list(STATISTICS))
-    if not isinstance(statistics, list) or not statistics:
-        return f"`statistics` is empty: choose one or more of {', '.join(STATISTICS)}, or remove the field for all four."
-    unknown = [s for s in statistics if s not in STATISTICS]
-    if unknown:
-        return f"`statistics` has {unknown[0]!r}, which Klaviyo does not know; use {', '.join(STATISTICS)}."
-    if len(set(statistics)) != len(statistics):
-        return "`statistics` lists a statistic more than once: list each once."
-    return None
+    return " ".join(config_problems(config, spec, now)) or None
 
 
 def _whole_number(value: Any) -> int | None:
@@ -308,24 +509,25 @@ def _whole_number(value: Any) -> int | None:
     return value if isinstance(value, int) else None
 
 
-def _number_problems(config: Mapping[str, Any]) -> str | None:
-    lookback = config.get("lookback_window_days", DEFAULT_LOOKBACK_WINDOW_DAYS)
-    whole_lookback = _whole_number(lookback)
-    if whole_lookback is None or whole_lookback < 0:
-        return f"`lookback_window_days` is {lookback!r}; use a whole number of days, 0 or more."
-    budget = config.get("max_report_requests")
-    whole_budget = _whole_number(budget)
-    if budget is not None and (whole_budget is None or whole_budget < 1):
-        return f"`max_report_requests` is {budget!r}; use a whole number of calls, 1 or more, or remove it."
-    return None
+def _with_defaults(config: Mapping[str, Any], spec: Mapping[str, Any]) -> dict[str, Any]:
+    """``config`` as it is judged and used: the spec's defaults filled in, the key stripped, no
+    trailing slash on ``base_url``.
 
-
-def _base_url_problem(config: Mapping[str, Any]) -> str | None:
-    base_url = config.get("base_url", DEFAULT_BASE_URL)
-    parsed = urlparse(base_url) if isinstance(base_url, str) else None
-    if not parsed or parsed.scheme not in ("http", "https") or not parsed.netloc:
-        return f"`base_url` is {base_url!r}, which is not an http(s) URL such as {DEFAULT_BASE_URL}."
-    return None
+    >>> _with_defaults({"api_key": " pk_x\\n", "base_url": ""}, {"properties": {"base_url": {"default": "https://a.klaviyo.com"}}})
+    {'api_key': 'pk_x', 'base_url': 'https://a.klaviyo.com'}
+    """
+    prepared = dict(config)
+    if isinstance(prepared.get("api_key"), str):
+        # A key pasted with a trailing newline would make `requests` refuse the header, quoting it.
+        prepared["api_key"] = prepared["api_key"].strip()
+    defaults = spec_defaults(spec)
+    if prepared.get("base_url") in (None, "") and "base_url" in defaults:
+        prepared.pop("base_url", None)  # an emptied field means the default, as an absent one does
+    for name, default in defaults.items():
+        prepared.setdefault(name, default)
+    if isinstance(prepared.get("base_url"), str):
+        prepared["base_url"] = prepared["base_url"].rstrip("/")
+    return prepared
 
 
 def prepare_config(
@@ -338,11 +540,12 @@ def prepare_config(
 
     ``timezone`` is the account's (``GET /api/accounts``), or ``None`` when the key may not read
     it: it sets "now" (the company's; UTC's when unknown), the offsets timeframes are sent with,
-    and whether windows may take Klaviyo's full caps. A config that ``config_problem`` refuses gets
-    only ``_derived.problem``, the sentence ``RefuseConfigProblem`` refuses it with before any
-    stream is built.
+    and whether windows may take Klaviyo's full caps. A config that ``config_problems`` refuses gets
+    only ``_derived.problem``, its sentences, which ``RefuseConfigProblem`` refuses it with before
+    any stream is built. The defaults are the spec's.
 
-    >>> spec = {"properties": {"start_date": {"pattern": "^\\d{4}-\\d{2}-\\d{2}$"}}}
+    >>> spec = {"properties": {"interval": {"default": "daily"}, "values_timeframe": {"default": "last_30_days"},
+    ...                        "lookback_window_days": {"default": 1}}}
     >>> prepared = prepare_config({"api_key": "pk_x", "start_date": "2024-01-31"}, spec,
     ...                           now=lambda: dt.datetime(2024, 3, 1), timezone="Asia/Tokyo")
     >>> {key: prepared[DERIVED][key] for key in ("problem", "series_start", "series_end", "series_step")}
@@ -353,15 +556,7 @@ def prepare_config(
         timezone = derived.get("timezone") if isinstance(derived, Mapping) else None
     timezone = timezone if zone(timezone) else None
     now = now or (lambda: company_now(timezone))
-    prepared = dict(config)
-    if isinstance(prepared.get("api_key"), str):
-        # A key pasted with a trailing newline would make `requests` refuse the header, quoting it.
-        prepared["api_key"] = prepared["api_key"].strip()
-    prepared.setdefault("interval", DEFAULT_INTERVAL)
-    prepared.setdefault("statistics", list(STATISTICS))
-    prepared.setdefault("values_timeframe", DEFAULT_VALUES_TIMEFRAME)
-    prepared.setdefault("lookback_window_days", DEFAULT_LOOKBACK_WINDOW_DAYS)
-    prepared["base_url"] = str(prepared.get("base_url") or DEFAULT_BASE_URL).rstrip("/")
+    prepared = _with_defaults(config, spec)
     problem = config_problem(prepared, spec, now)
     if problem:
         prepared[DERIVED] = {"timezone": timezone, "problem": problem}
@@ -369,15 +564,15 @@ def prepare_config(
     for field_name in ("lookback_window_days", "max_report_requests"):
         if prepared.get(field_name) is not None:
             prepared[field_name] = _whole_number(prepared[field_name])
-    start, end = _resolve_range(prepared, spec, now)
-    requested_start = _parse_date(prepared, spec, "start_date")
+    start, end = _resolve_range(prepared, now)
+    requested_start = _parse_date(prepared, "start_date")
     if requested_start and requested_start < FIRST_DATA_DAY:
         LOGGER.warning(
             "start_date %s is before %s, the first day Klaviyo has segment data for; starting there instead.",
             format_wall_time(requested_start),
             f"{FIRST_DATA_DAY:%Y-%m-%d}",
         )
-    requested_end = _parse_date(prepared, spec, "end_date")
+    requested_end = _parse_date(prepared, "end_date")
     if requested_end and requested_end > end:
         LOGGER.warning(
             "end_date %s is in the future; reading up to now, %s in the account's timezone (%s).",
@@ -455,9 +650,12 @@ class PrepareSyncConfig(ConfigTransformation):
     def transform(self, config: MutableMapping[str, Any]) -> None:
         spec = self.parameters["connection_specification"]
         register_secrets(config)
+        # With the spec's defaults: a config without `base_url` asks the default one (as given, the
+        # requester's URL would have no host, and the timezone would never be read).
+        defaulted = _with_defaults(config, spec)
         timezone = None
-        if not _unusable_for_requests(config, spec):
-            timezone = account_timezone(self.parameters["account_requester"], config)
+        if not _refused_whatever_the_time(defaulted, spec):
+            timezone = account_timezone(self.parameters["account_requester"], defaulted)
         session = DerivedSettings.of(config).session or SyncSession.open()
         prepared = prepare_config(config, spec, timezone=timezone)
         prepared[DERIVED]["session"] = session
@@ -489,17 +687,16 @@ def register_secrets(config: Mapping[str, Any]) -> None:
         add_to_secrets(api_key.strip())
 
 
-def _unusable_for_requests(config: Mapping[str, Any], spec: Mapping[str, Any]) -> bool:
-    """Whether no request can be sent with this config (no key, no URL, a field of the wrong type)."""
-    api_key = config.get("api_key")
-    if not isinstance(api_key, str) or not api_key.strip() or _type_problem(config, spec):
-        return True
-    return _base_url_problem({**config, "base_url": config.get("base_url") or DEFAULT_BASE_URL}) is not None
+def _refused_whatever_the_time(config: Mapping[str, Any], spec: Mapping[str, Any]) -> bool:
+    """Whether ``config`` is refused whatever the company's now turns out to be: then asking for
+    the account's timezone would be a request for nothing (only "`start_date` is in the future"
+    depends on it, so it is judged here as if every start were past)."""
+    return bool(config_problems(config, spec, now=lambda: dt.datetime.max))
 
 
 @dataclass
 class RefuseConfigProblem(ValidationStrategy):
-    """Refuses a config with ``_derived.problem``, the one sentence ``config_problem`` found, as a
+    """Refuses a config with ``_derived.problem``, the sentences ``config_problem`` found, as a
     config error the platform shows as it is (``spec.config_normalization_rules.validations``)."""
 
     def validate(self, value: Any) -> None:
@@ -647,10 +844,14 @@ def company_date_time(date_time: str, timezone: str | None) -> str:
 
 
 def add_months(value: dt.datetime, months: int) -> dt.datetime:
-    month_index = value.month - 1 + months
-    year, month = value.year + month_index // 12, month_index % 12 + 1
-    day = min(value.day, calendar.monthrange(year, month)[1])
-    return value.replace(year=year, month=month, day=day)
+    """``value`` moved by whole months, its day clamped to the month's last (isodate's arithmetic,
+    the CDK's cursor's for the same steps).
+
+    >>> add_months(dt.datetime(2024, 1, 31), 1), add_months(dt.datetime(2024, 3, 31), -13)
+    (datetime.datetime(2024, 2, 29, 0, 0), datetime.datetime(2023, 2, 28, 0, 0))
+    """
+    moved: dt.datetime = value + isodate.Duration(months=months)
+    return moved
 
 
 def floor_to_bucket(value: dt.datetime, interval: str) -> dt.datetime:
@@ -714,16 +915,16 @@ def first_series_bucket(start: dt.datetime, interval: str) -> dt.datetime:
 
 def _add_step(start: dt.datetime, step: str, times: int = 1) -> dt.datetime:
     """``start`` plus ``times`` one of the ISO 8601 durations the manifest's cursor steps by
-    (SERIES_WINDOW_STEP's, SERIES_WINDOW_CAP's, ``lookback_duration``'s), in wall time.
+    (SERIES_WINDOW_STEP's, SERIES_WINDOW_CAP's, ``lookback_duration``'s), in wall time, as the
+    CDK's cursor adds them (``isodate``): months at once, the day clamped to the month's last.
 
     >>> _add_step(dt.datetime(2024, 3, 31), "P1M", times=-1)
     datetime.datetime(2024, 2, 29, 0, 0)
+    >>> _add_step(dt.datetime(2024, 3, 10, 1), "PT167H")
+    datetime.datetime(2024, 3, 17, 0, 0)
     """
-    if step.endswith("M") and not step.startswith("PT"):
-        return add_months(start, int(step[1:-1]) * times)
-    amount, unit = int(step.lstrip("PT")[:-1]), step[-1]
-    hours = {"H": 1, "D": 24, "W": 24 * 7}[unit] * amount * times
-    return start + dt.timedelta(hours=hours)
+    moved: dt.datetime = start + isodate.parse_duration(step) * times
+    return moved
 
 
 def elapsed(start: dt.datetime, end: dt.datetime, tz: ZoneInfo) -> dt.timedelta:

@@ -20,18 +20,24 @@ from typing import Any, Iterable
 import requests_mock
 import yaml
 from airbyte_cdk.models import ConfiguredAirbyteCatalog, SyncMode
+from airbyte_cdk.sources.declarative.parsers.manifest_reference_resolver import ManifestReferenceResolver
 from airbyte_cdk.test.catalog_builder import CatalogBuilder
 from airbyte_cdk.test.entrypoint_wrapper import EntrypointOutput, read
 from airbyte_cdk.test.mock_http import HttpRequest, HttpResponse
 
 import source_klaviyo_segments
 from source_klaviyo_segments import SourceKlaviyoSegments
-from source_klaviyo_segments.components import STATISTICS
 
-# The connection specification, as the manifest states it: what config_problem and prepare_config judge by.
-SPEC = yaml.safe_load(
-    (Path(source_klaviyo_segments.__file__).with_name("manifest.yaml")).read_text(encoding="utf-8")
+# The connection specification, as the CDK resolves the manifest's "#/..." references (the spec's
+# statistics default refers to its enum): what config_problem and prepare_config judge by.
+SPEC = ManifestReferenceResolver().preprocess_manifest(
+    yaml.safe_load((Path(source_klaviyo_segments.__file__).with_name("manifest.yaml")).read_text(encoding="utf-8"))
 )["spec"]["connection_specification"]
+
+# Klaviyo's statistics, as its published API reference lists them for the segment reports (the
+# `statistics` of SegmentSeriesRequestDTO and SegmentValuesRequestDTO): the fake's own, not the
+# connector's, so that it answers as Klaviyo would whatever the connector's spec says.
+STATISTICS: tuple[str, ...] = ("total_members", "members_added", "members_removed", "net_members_changed")
 
 BASE_URL = "http://127.0.0.1:8765"
 API_KEY = "pk_unit_test_secret_4f9a"

@@ -260,20 +260,20 @@ def test_check_names_missing_segments_and_spends_no_report_call() -> None:
     ("overrides", "expected"),
     [
         ({"start_date": "2024-05-01", "end_date": "2024-01-01"}, "must be later than `start_date`"),
-        ({"start_date": "yesterday"}, "not a date"),
+        ({"start_date": "yesterday"}, "`start_date` is 'yesterday': write it YYYY-MM-DD or YYYY-MM-DDTHH:MM:SS, such as"),
         ({"segment_ids": []}, "`segment_ids` is empty"),
         ({"segment_ids": ["A", "A"]}, "more than once"),
-        ({"statistics": ["total_members", "bogus"]}, "does not know"),
+        ({"statistics": ["total_members", "bogus"]}, "`statistics` has 'bogus', which is not one of total_members,"),
         ({"interval": "yearly"}, "`interval`"),
         ({"values_timeframe": "last_2_days"}, "`values_timeframe`"),
-        ({"base_url": "a.klaviyo.com"}, "not an http(s) URL"),
+        ({"base_url": "a.klaviyo.com"}, "`base_url` is 'a.klaviyo.com': write it http(s)://host[:port][/path]"),
         ({"lookback_window_days": -1}, "`lookback_window_days`"),
         ({"api_key": "pk_abc def"}, "`api_key` has a space"),
         # Wrong JSON types: the field and what it must be, not "is empty".
         ({"segment_ids": "abc123"}, '`segment_ids` must be a list of segment ids, such as ["RpKvCF"].'),
         ({"statistics": "total_members"}, '`statistics` must be a list of statistics, such as ["total_members"'),
-        ({"lookback_window_days": "2"}, "`lookback_window_days` must be a whole number of days, 0 or more."),
-        ({"start_date": 20240101}, "`start_date` must be a date such as 2024-01-31"),
+        ({"lookback_window_days": "2"}, "`lookback_window_days` must be a whole number, 0 or more."),
+        ({"start_date": 20240101}, "`start_date` must be text written YYYY-MM-DD or YYYY-MM-DDTHH:MM:SS, such as 2024-01-01"),
     ],
 )
 def test_bad_config_is_refused_in_one_sentence(overrides: dict[str, Any], expected: str) -> None:
