@@ -9,11 +9,11 @@ WORKDIR /airbyte/integration_code
 COPY setup.py README.md main.py ./
 COPY source_klaviyo_segments ./source_klaviyo_segments
 
-# A regular (non-editable) install: manifest.yaml and schemas/*.json come from package_data.
+# A regular (non-editable) install: manifest.yaml (streams, schemas and all) comes from package_data.
 RUN pip install --no-cache-dir .
 
 ENV AIRBYTE_ENTRYPOINT="python /airbyte/integration_code/main.py"
 ENTRYPOINT ["python", "/airbyte/integration_code/main.py"]
 
 LABEL io.airbyte.name=airbyte/source-klaviyo-segments
-LABEL io.airbyte.version=0.4.0
+LABEL io.airbyte.version=0.5.0

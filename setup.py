@@ -2,7 +2,7 @@ from pathlib import Path
 
 from setuptools import find_packages, setup
 
-VERSION = "0.4.0"
+VERSION = "0.5.0"
 
 setup(
     name="source-klaviyo-segments",
