@@ -6,29 +6,36 @@ runs the same two files. So it imports only the standard library and what ``airb
 depends on, and it avoids ``from __future__ import annotations`` (the CDK's loader for injected
 code runs a module before registering it, and dataclasses would look it up).
 
-1. **Klaviyo's facts**: window caps, quotas, the first day of data, each stated once (the
+1. **Klaviyo's facts**: the series caps, quotas, the first day of data, each stated once (the
    statistics, intervals and timeframe keys are the spec's enums, in ``manifest.yaml``).
 2. **Config**: ``config_problems`` says every reason a config cannot be used, a sentence each,
-   worded from the spec (``config_problem`` joins them);
-   ``prepare_config`` derives the settings the manifest reads (``config["_derived"]``, typed by
-   ``DerivedSettings``); ``PrepareSyncConfig`` (a ``CustomConfigTransformation``) runs it once per
-   source, after asking Klaviyo for the account's timezone; ``RefuseConfigProblem`` refuses with it.
-3. **Windows**: wall-time arithmetic in the account's timezone: buckets, caps in wall and elapsed
-   time, custom values timeframes, which segments exist by a window's end.
-4. **The plan**: ``plan_streams`` decides every report call of a sync before the first one (the fewest
-   that Klaviyo's caps allow: ``plan_series_windows``), as ``ReportPlan``s: what ``plan`` prints,
-   what the read logs, and what the retriever carries out.
-5. **Requests**: ``SegmentBatchRetriever`` makes its stream's planned calls, partition by partition.
+   worded from the spec (``config_problem`` joins them); ``prepare_config`` derives the settings
+   the manifest reads (``config["_derived"]``, typed by ``DerivedSettings``);
+   ``PrepareSyncConfig`` (a ``CustomConfigTransformation``) runs once per source: it registers the
+   key as a secret, asks Klaviyo for the account's timezone, opens the source's ``SyncSession`` and
+   prepares the config; ``RefuseConfigProblem`` refuses a config with problems.
+3. **Windows**: wall-time arithmetic in the account's timezone: buckets, the cursor's step and
+   lookback, custom values timeframes, which segments exist by a window's end.
+4. **The plan**, pure functions: ``window_fits`` (Klaviyo's caps in wall and elapsed time),
+   ``plan_series_windows`` (the fewest calls they allow), ``plan_report_stream`` and
+   ``plan_streams`` (every report call of each stream, sharing ``max_report_requests`` in read
+   order), as ``ReportPlan``s, which also say what stops them (``refusal``, ``stop_of``) and how
+   a person is told (``describe``, ``progress``, ``describe_plan``).
+5. **Requests**: ``SyncSession``, one per source, lists the segments once and makes each report
+   stream's plan when the stream starts (with the planner's refusals); ``SegmentBatchRetriever``
+   carries out its stream's part, partition by partition, within a Builder test read's limits
+   (``BuilderTestRead``).
 6. **Answers and rows**: nothing an answer says is used unjudged. ``SameHostCursorPagination``
    follows a segment page's ``links.next`` only to ``base_url``'s host; ``SegmentListExtractor``
    refuses a listed segment without an id or with an unreadable ``created``;
    ``SeriesRowExtractor`` / ``ValuesRowExtractor`` check a report against what its call asked
    (``asked_report``) and turn it into rows; ``BucketWindowFilter`` keeps each bucket once (the
    manifest's ``AddFields`` stamps a values row).
-7. **Pacing**: ``RetryAfterBackoff`` waits what a 429 asks (or ends the sync on the daily quota);
-   ``AnswerAwareBackoff`` backs off after an answer, and ends a request that gets none in one
-   sentence naming the host; ``ReportPacer`` spaces report calls within Klaviyo's burst and steady
-   limits. The segment listing is paced by the manifest's ``api_budget``.
+7. **Errors and pacing**: ``SentenceErrorHandler`` ends a failed request in its sentence alone,
+   the key masked; ``RetryAfterBackoff`` waits what a 429 asks (or ends the sync on the daily
+   quota); ``AnswerAwareBackoff`` backs off after an answer, and ends a request that gets none in
+   one sentence naming the host; ``ReportPacer`` (the session's) spaces report calls within
+   Klaviyo's burst and steady limits. The segment listing is paced by the manifest's ``api_budget``.
 """
 
 import bisect
@@ -86,25 +93,23 @@ FIRST_DATA_DAY: Final = dt.datetime(2023, 6, 1)
 # fallback and the demo. Config defaults come from the spec (spec_defaults); a test holds this equal.
 DEFAULT_BASE_URL: Final = "https://a.klaviyo.com"
 
-# Longest timeframe one series call asks for, per interval, as an ISO 8601 duration that the
-# CDK's cursor uses as its step. Klaviyo caps hourly at 7 days and daily at 60 days without saying
-# whether in wall time or elapsed time; a window holding a DST fall-back is an hour longer in
-# elapsed time, so hourly and daily keep an hour (a bucket-aligned day) of margin: a refused window
-# would fail every sync. Monthly is documented as "at most 52 weeks"; 11 whole months is the most
-# that always fits (12 months can be 366 days). Weekly is undocumented; 52 weeks is the figure
-# reported by third parties and the same as monthly's cap (a 52-week window holds both DST changes).
+# Klaviyo's caps on one series call's timeframe, and how the connector reads them. Documented:
+# hourly at most 7 days, daily at most 60 days, monthly at most 52 weeks; weekly is undocumented
+# (third parties say 52 weeks). Klaviyo does not say whether a cap is measured in wall time or in
+# elapsed time, and a window holding a DST fall-back is an hour longer in elapsed time; a refused
+# window would fail every sync. So:
+# - with the account's timezone a window may take the cap in wall time (SERIES_WINDOW_CAP) if it
+#   also fits it in elapsed time (SERIES_ELAPSED_CAP), which window_fits checks;
+# - without it (no DST to see), a window keeps a bucket of margin: SERIES_WINDOW_STEP, also the
+#   cursor's step (series_window_step). Monthly windows are 11 whole months, the most that always
+#   fit 52 weeks (12 months can be 366 days); weekly ones 52 weeks, which hold both DST changes.
 SERIES_WINDOW_STEP: Final = {
     "hourly": "PT167H",
     "daily": "P59D",
     "weekly": "P52W",
     "monthly": "P11M",
 }
-
-# Klaviyo's own caps in wall time, which windows may take when the account's timezone is known
-# (window_fits). Weekly and monthly keep SERIES_WINDOW_STEP.
 SERIES_WINDOW_CAP: Final = {"hourly": "P7D", "daily": "P60D"}
-# The same caps in elapsed time, which a window must also fit when the timezone shows where DST
-# changes fall (monthly's "52 weeks" is its documented cap; weekly's is the third parties' figure).
 SERIES_ELAPSED_CAP: Final = {
     "hourly": dt.timedelta(days=7),
     "daily": dt.timedelta(days=60),
@@ -936,12 +941,9 @@ def elapsed(start: dt.datetime, end: dt.datetime, tz: ZoneInfo) -> dt.timedelta:
 
 
 def series_window_step(interval: str, timezone: str | None) -> str:
-    """The manifest cursor's step for ``interval``, as an ISO 8601 duration: Klaviyo's full cap
-    (7 days hourly, 60 days daily) when the account's timezone is known, else one bucket less.
-
-    The step cuts the *state's* windows (what a partition closes): as long as the longest report
-    call, so each holds the start of a call. What each call asks for is the plan's
-    (``plan_series_windows``).
+    """The manifest cursor's step for ``interval``: the longest window Klaviyo's caps allow as the
+    connector reads them (section 1), so that each cursor window holds the start of a report call.
+    What each call asks for is the plan's (``plan_series_windows``).
 
     >>> series_window_step("hourly", "America/New_York"), series_window_step("hourly", None)
     ('P7D', 'PT167H')
@@ -1171,10 +1173,8 @@ def bucket_boundaries(start: dt.datetime, end: dt.datetime, interval: str) -> li
 
 
 def window_fits(start: dt.datetime, end: dt.datetime, interval: str, timezone: str | None) -> bool:
-    """Whether one series call may ask for ``[start, end)``: within Klaviyo's cap for ``interval`` in
-    wall time and, when the account's timezone is known, in elapsed time too (Klaviyo does not say
-    which it measures; a window holding a DST fall-back is an hour longer in elapsed time). Without
-    the timezone, hourly and daily windows keep a bucket of margin (``SERIES_WINDOW_STEP``).
+    """Whether one series call may ask for ``[start, end)``, by Klaviyo's caps as the connector
+    reads them (section 1).
 
     >>> window_fits(dt.datetime(2024, 4, 1), dt.datetime(2024, 4, 8), "hourly", "America/New_York")
     True
@@ -2549,7 +2549,7 @@ class SeriesRowExtractor(RecordExtractor):
     _warned_of_utc: bool = field(init=False, repr=False, default=False)
 
     def extract_records(self, response: requests.Response) -> Iterable[Mapping[str, Any]]:
-        timezone = self.config.get("_derived", {}).get("timezone")
+        timezone = DerivedSettings.of(self.config).timezone
         asked = asked_report(response.request)
         attributes = _report_attributes(response, asked.call)
         SyncSession.of(self.config).pacer.update_from_response(response.request, response)
@@ -2609,7 +2609,7 @@ class BucketWindowFilter(RecordFilter):
             yield from records
             return
         created: Mapping[str, str | None] = (stream_slice.partition if stream_slice else {}).get("segment_created") or {}
-        interval, timezone = self.config["interval"], self.config.get("_derived", {}).get("timezone")
+        interval, timezone = self.config["interval"], DerivedSettings.of(self.config).timezone
         for record in records:
             if not bucket_in_window(record["date_time"], start, last_second):
                 continue
