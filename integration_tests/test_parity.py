@@ -31,6 +31,7 @@ from klaviyo_emulator import Emulator, EmulatorConfig, Faults
 
 # 105 segments: two report batches (100 + 5), created from 2024-09-01 on.
 SEGMENTS = 105
+LISTING_PAGES = 11  # 10 segments a page
 CREATED = (dt.datetime(2024, 9, 1), dt.datetime(2024, 12, 1))
 # Daily over two series windows: segment_series needs 4 report calls (2 windows x 2 batches), and
 # segment_values (last_30_days) 2.
@@ -171,6 +172,7 @@ class Outcome:
     manifest_only: ManifestOnlyRun
     package_requests: list[str]
     manifest_only_requests: list[str]
+    listing_pages: tuple[int, int] = (0, 0)  # GET /api/segments answered, package and manifest-only
 
 
 def run_both(twins: Twins, workdir: Path, case: Case) -> Outcome:
@@ -187,6 +189,8 @@ def run_both(twins: Twins, workdir: Path, case: Case) -> Outcome:
         outcome = Outcome(package.result(), manifest_only.result(), [], [])
     outcome.package_requests = report_requests(twins.package)
     outcome.manifest_only_requests = report_requests(twins.manifest_only)
+    pages = [sum(1 for c in emulator.calls if c.endpoint == "segments" and c.status == 200) for emulator in twins.each()]
+    outcome.listing_pages = (pages[0], pages[1])
     for emulator in twins.each():
         emulator.set_faults(Faults())
     return outcome
@@ -219,6 +223,8 @@ def test_both_runtimes_agree(twins: Twins, tmp_path: Path, case: Case) -> None:
         assert emulator.config.api_key not in printed, case.name
     if case.command == "read" and case.ok:
         assert records_by_stream(package), "a case that reads nothing shows nothing"
+        # One listing per run, whichever streams read it (the manifest's request cache).
+        assert outcome.listing_pages == (LISTING_PAGES, LISTING_PAGES), outcome.listing_pages
 
 
 def test_one_unknown_id_is_warned_of_once_per_read(twins: Twins, tmp_path: Path) -> None:

@@ -1679,7 +1679,7 @@ def describe_plan(plans: Sequence[ReportPlan], max_report_requests: int | None =
 
 
 # ---------------------------------------------------------------------------------------------
-# 5. Requests: SegmentBatchRetriever carries out its stream's part of the plan.
+# 5. Requests: the source's SyncSession plans each report stream; SegmentBatchRetriever carries out its part.
 # ---------------------------------------------------------------------------------------------
 
 # Set by the manifest's `check` (CheckStream.config_overrides): retries back off in a fraction of
@@ -2619,7 +2619,7 @@ class BucketWindowFilter(RecordFilter):
 
 
 # ---------------------------------------------------------------------------------------------
-# 7. Pacing: Klaviyo's burst, steady and daily limits.
+# 7. Errors and pacing: a failed request's sentence; Klaviyo's burst, steady and daily limits.
 # ---------------------------------------------------------------------------------------------
 
 
