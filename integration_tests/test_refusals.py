@@ -2,7 +2,7 @@
 
 Each mistake is made against the Klaviyo emulator (or a port where nothing answers), through the
 installed command, which runs the CDK's entrypoint as the manifest-only runtime does
-(`test_parity.py` holds both to the same verdicts). A refusal is: exit code 1, and the expected
+(`test_parity_*.py` hold both to the same verdicts). A refusal is: exit code 1, and the expected
 sentence as the first Airbyte error trace; the CDK may follow it with its summary of the streams
 that failed (which quotes it) and logs a failed stream with its traceback, as it does for every
 connector. A file the command cannot use is the package's own refusal: one trace, no traceback.
@@ -186,7 +186,7 @@ def test_check_says_every_problem_of_a_config_at_once_a_sentence_each(tmp_path: 
         "such as 2024-01-01 or 2024-01-01T06:00:00.",
         REFUSED_CONFIGS[0][1],
     ]
-    # The CDK's CheckStream wraps the reason, the same in every runtime (test_parity.py).
+    # The CDK's CheckStream wraps the reason, the same in every runtime (test_parity_refusals.py).
     wrapped = repr(f"Encountered an error while discovering streams. Error: {' '.join(sentences)}")
     assert statuses == [{"status": "FAILED", "message": wrapped}]
     assert output.error_sentences() == []

@@ -1,4 +1,4 @@
-"""One connector in every runtime: each case runs through the package's command
+"""The parity suite's machinery (`test_parity_*.py`): each case runs through the package's command
 (`source-klaviyo-segments`) and through the CDK's `source-declarative-manifest` with `manifest.yaml`
 and `components.py` injected as Airbyte injects them (`integration_tests/manifest_only.py`), each
 against its own twin of the same Klaviyo account, and both must give:
@@ -19,13 +19,12 @@ import datetime as dt
 import json
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import pytest
-
-from integration_tests.conftest import NOW, DeadPort, Run, config_for, run_connector
+from integration_tests.conftest import NOW, Run, config_for, run_connector
 from integration_tests.manifest_only import ManifestOnlyRun, run_manifest_only
 from klaviyo_emulator import Emulator, EmulatorConfig, Faults
 
@@ -44,6 +43,9 @@ SERIES, SERIES_FULL = ("segment_series", "incremental"), ("segment_series", "ful
 ALL = [SEGMENTS_STREAM, VALUES, SERIES]
 
 
+KEY_ECHOED = "Klaviyo refused the request (400): Refused by the emulator's refuse_endpoint fault"
+
+
 @dataclass(frozen=True)
 class Case:
     """One command, as each runtime runs it; ``ok``: whether it must end with exit 0."""
@@ -58,47 +60,6 @@ class Case:
     sentence: str | None = None  # the first error trace's message starts with it
 
 
-KEY_ECHOED = "Klaviyo refused the request (400): Refused by the emulator's refuse_endpoint fault"
-CASES = [
-    Case("every stream, series incremental", RANGE),
-    Case("every stream, series full refresh", RANGE, [SEGMENTS_STREAM, VALUES, SERIES_FULL]),
-    Case("segments alone", RANGE, [SEGMENTS_STREAM]),
-    Case("segment_values alone", RANGE, [VALUES]),
-    Case("segment_series alone, from a saved state", RANGE, [SERIES], state=SAVED),
-    Case("segment_series alone, a cap that cuts it, no state", {**RANGE, "max_report_requests": 2}, [SERIES], ok=False,
-         sentence="`max_report_requests` (2) stopped segment_series after 2 of its 4 report calls"),
-    Case("segment_series full refresh, a cap that cuts it", {**RANGE, "max_report_requests": 2}, [SERIES_FULL], ok=False,
-         sentence="`max_report_requests` (2) stopped segment_series after 2 of its 4 report calls"),
-    Case("segment_series alone, a cap that cuts it, from a saved state", {**RANGE, "max_report_requests": 2}, [SERIES],
-         state=SAVED),
-    Case("segment_series alone, a cap below its first window, from a saved state", {**RANGE, "max_report_requests": 1},
-         [SERIES], state=SAVED, ok=False, sentence="`max_report_requests` (1) leaves segment_series 1 report call, "
-         "fewer than the 2 its first window needs: raise it to at least 2."),
-    Case("values and series, a cap that leaves series nothing", {**RANGE, "max_report_requests": 3}, [VALUES, SERIES],
-         ok=False, sentence="`max_report_requests` (3) leaves segment_series 1 report call after 2 for segment_values, "
-         "fewer than the 2 its first window needs: raise it to at least 4."),
-    Case("values and series, a cap too small for values", {**RANGE, "max_report_requests": 1}, [VALUES, SERIES], ok=False,
-         sentence="`max_report_requests` (1) leaves segment_values 1 report call, fewer than the 2 it needs"),
-    *[
-        Case(f"an answer of {endpoint} that echoes the key", RANGE, ok=endpoint == "accounts",
-             faults=Faults(echo_request_in_errors=True, refuse_endpoint=endpoint),
-             sentence=None if endpoint == "accounts" else KEY_ECHOED)
-        for endpoint in ("accounts", "segments", "values", "series")
-    ],
-    Case("check, a key echoed by the segment listing", RANGE, None, command="check", ok=False,
-         faults=Faults(echo_request_in_errors=True, refuse_endpoint="segments")),
-    Case("one unknown segment id among good ones", {**RANGE, "segment_ids": ["NOPE01"]}, [VALUES, SERIES]),
-    Case("only unknown segment ids", {**RANGE, "segment_ids": ["NOPE01", "NOPE02"]}, ok=False,
-         sentence="None of the `segment_ids` is in the Klaviyo account (NOPE01, NOPE02)"),
-    Case("check, unknown segment ids", {**RANGE, "segment_ids": ["NOPE01"]}, None, command="check", ok=False,
-         sentence="'Stream segment_series is not available: These segment ids are not in the Klaviyo account: NOPE01."),
-    Case("a config with three problems, two of them the spec's", {**RANGE, "start_date": "2025-02-30", "interval": "yearly",
-         "lookback_window_days": -1}, None, command="check", ok=False,
-         sentence="\"Encountered an error while discovering streams. Error: `start_date` is '2025-02-30', which is not a "
-         "real date or time"),
-    Case("a config with a problem the spec cannot see", {**RANGE, "start_date": "2024-12-01", "end_date": "2024-11-01"},
-         ok=False, sentence="`end_date` (2024-11-01T00:00:00) must be later than `start_date` (2024-12-01T00:00:00)."),
-]  # fmt: skip
 
 
 @dataclass
@@ -113,8 +74,9 @@ class Twins:
         return self.package, self.manifest_only
 
 
-@pytest.fixture(scope="module")
-def twins() -> Iterator[Twins]:
+@contextmanager
+def twin_emulators() -> Iterator[Twins]:
+    """Two emulators serving the same account, for a test module's `twins` fixture."""
     def emulator() -> Emulator:
         return Emulator(EmulatorConfig(segments=SEGMENTS, now=NOW, created_spread=CREATED))
 
@@ -205,8 +167,8 @@ def without_base_url(text: str | None, twins: Twins) -> str | None:
     return text
 
 
-@pytest.mark.parametrize("case", CASES, ids=[case.name for case in CASES])
-def test_both_runtimes_agree(twins: Twins, tmp_path: Path, case: Case) -> None:
+def assert_runtimes_agree(twins: Twins, tmp_path: Path, case: Case) -> None:
+    """Runs ``case`` in both runtimes and holds them to the same verdict (the module's list)."""
     outcome = run_both(twins, tmp_path, case)
     package, manifest_only = outcome.package, outcome.manifest_only
     assert manifest_only.hidden_imports == [], "the manifest-only connector reached for the package"
@@ -227,28 +189,3 @@ def test_both_runtimes_agree(twins: Twins, tmp_path: Path, case: Case) -> None:
         assert outcome.listing_pages == (LISTING_PAGES, LISTING_PAGES), outcome.listing_pages
 
 
-def test_one_unknown_id_is_warned_of_once_per_read(twins: Twins, tmp_path: Path) -> None:
-    case = next(case for case in CASES if case.name == "one unknown segment id among good ones")
-    outcome = run_both(twins, tmp_path, case)
-    for run in (outcome.package, outcome.manifest_only):
-        said = [line for line in warnings(run) if "NOPE01" in line]
-        assert said == ["NOPE01: not in the Klaviyo account, so skipped; remove it from `segment_ids`."], said
-        assert {json.loads(row)["segment_id"] for row in records_by_stream(run)["segment_series"]} == set(
-            twins.package.segment_ids[:2]
-        )
-
-
-@pytest.mark.parametrize("command", ["check", "read"])
-def test_a_dead_port_is_the_same_sentence_in_both_runtimes(tmp_path: Path, dead_port: DeadPort, command: str) -> None:
-    config = {"api_key": "pk_dead_port_key", "base_url": f"http://127.0.0.1:{dead_port.port}", **RANGE}
-    (tmp_path / "package").mkdir()
-    streams = ALL if command == "read" else None
-    with ThreadPoolExecutor(2) as pool:
-        running = pool.submit(run_connector, tmp_path / "package", command, config, streams)
-        manifest_only = pool.submit(run_manifest_only, tmp_path / "manifest_only", command, config, streams).result()
-        package = running.result()
-    assert manifest_only.hidden_imports == []
-    assert exit_ok(package, command) is False and exit_ok(manifest_only, command) is False
-    said = first_sentence(package)
-    assert said is not None and f"Nothing answered at http://127.0.0.1:{dead_port.port}" in said
-    assert first_sentence(manifest_only) == said
