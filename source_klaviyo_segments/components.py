@@ -26,7 +26,8 @@ code runs a module before registering it, and dataclasses would look it up).
    carries out its stream's part, partition by partition, within a Builder test read's limits
    (``BuilderTestRead``).
 6. **Answers and rows**: nothing an answer says is used unjudged. ``SameHostCursorPagination``
-   follows a segment page's ``links.next`` only to ``base_url``'s host; ``SegmentListExtractor``
+   asks ``base_url`` for each next segment page, with the cursor of ``links.next`` whatever host
+   that names, and stops a listing that never ends; ``SegmentListExtractor``
    refuses a listed segment without an id or with an unreadable ``created``;
    ``SeriesRowExtractor`` / ``ValuesRowExtractor`` check a report against what its call asked
    (``asked_report``) and turn it into rows; ``BucketWindowFilter`` keeps each bucket once (the
@@ -49,7 +50,7 @@ import threading
 import time
 from dataclasses import InitVar, dataclass, field, replace
 from typing import Any, Callable, Final, Iterable, Iterator, Mapping, MutableMapping, Sequence, Union
-from urllib.parse import urljoin, urlparse
+from urllib.parse import parse_qsl, urlparse, urlsplit, urlunsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import isodate
@@ -2078,9 +2079,10 @@ def of_partition(record: Any, partition: StreamSlice) -> Any:
 
 
 # ---------------------------------------------------------------------------------------------
-# 6. Answers and rows: nothing an answer says is used before it is judged. A link is followed only
-#    to base_url's host; a segment listing must name each segment; a report must answer what its
-#    call asked. A report answer becomes one row per segment per bucket (or per timeframe).
+# 6. Answers and rows: nothing an answer says is used before it is judged. Of a link, only its
+#    cursor is used: every page is asked of base_url; a segment listing must name each segment; a
+#    report must answer what its call asked. A report answer becomes one row per segment per bucket
+#    (or per timeframe).
 # ---------------------------------------------------------------------------------------------
 
 
@@ -2094,95 +2096,90 @@ def _call_of(request: Any) -> str:
     return f"{method} {urlparse(str(getattr(request, 'url', '') or '')).path or '/'}"
 
 
-def origin(url: str) -> tuple[str, str, int] | None:
-    """Where ``requests`` connects to send ``url``: ``(scheme, host, port)``, the default port filled
-    in; ``None`` when ``url`` is not an http(s) URL it would send. Judged on the URL as ``requests``
-    prepares it (its parser, its IDNA encoding), so what is checked is where the request would go.
+# How many pages one segment listing may take. Klaviyo lists at most 10 segments a page, so this is
+# 100,000 segments: more than could ever be reported on (1,000 report calls a window at 100 ids a
+# call, against Klaviyo's 225 a day), and 20 times the 500 pages of a 5,000-segment account. Only
+# an answerer that invents pages reaches it (a broken proxy, a mock), which without a bound would
+# never end; at the listing's pace (750 pages a minute) it stops after 13 minutes or more.
+MOST_LISTING_PAGES: Final = 10_000
 
-    >>> origin("https://A.klaviyo.com/api/segments?page[cursor]=x")
-    ('https', 'a.klaviyo.com', 443)
-    >>> origin("http://127.0.0.2:8080/api/segments"), origin("a.klaviyo.com/api"), origin("http://[::1")
-    (('http', '127.0.0.2', 8080), None, None)
-    """
-    try:
-        prepared = requests.PreparedRequest()
-        prepared.prepare_url(url, None)
-        parsed = urlparse(str(prepared.url))
-        port = parsed.port
-    except (requests.RequestException, ValueError, UnicodeError):
-        return None
-    if parsed.scheme not in ("http", "https") or not parsed.hostname:
-        return None
-    return parsed.scheme, parsed.hostname, port or (443 if parsed.scheme == "https" else 80)
+# The query parameter of Klaviyo's links.next that names the page to read.
+PAGE_CURSOR: Final = "page[cursor]"
 
 
-def _host_named(where: tuple[str, str, int]) -> str:
-    scheme, host, port = where
-    return f"{scheme}://{host}:{port}"
+def next_page_url(link: Any, asked: str) -> str | None:
+    """The next page of a listing: ``asked`` (the URL of the page just read, on ``base_url``) with its
+    query replaced by ``link``'s, which carries Klaviyo's ``page[cursor]`` and the fields the
+    connector asked for. Only the query is taken from ``link`` (absolute or relative): not its
+    scheme, host, port, path or credentials, so nothing is ever sent where it points. A proxy at
+    ``base_url`` passes on Klaviyo's links, which name the host behind it. ``None`` when ``link`` is
+    not a URL, or its query names no ``page[cursor]``.
 
-
-def link_on_base_url(link: Any, base_url: str) -> str | None:
-    """``link`` (taken from an answer; relative links are read against ``base_url``) as the URL
-    ``requests`` would send, if it goes to ``base_url``'s scheme, host and port and carries no
-    credentials of its own (``requests`` would send them instead of the API key); else ``None``.
-
-    >>> link_on_base_url("https://a.klaviyo.com/api/segments/?page%5Bcursor%5D=x", "https://a.klaviyo.com")
-    'https://a.klaviyo.com/api/segments/?page%5Bcursor%5D=x'
-    >>> link_on_base_url("/api/segments/?page[cursor]=x", "http://127.0.0.1:8080")
-    'http://127.0.0.1:8080/api/segments/?page%5Bcursor%5D=x'
-    >>> [link_on_base_url(other, "http://127.0.0.1:8080") for other in
-    ...  ("http://127.0.0.2:8080/api", "//127.0.0.2:8080/api", "https://127.0.0.1:8080/api", "http://u:p@127.0.0.1:8080/")]
+    >>> asked = "http://127.0.0.1:8765/klaviyo/api/segments?fields%5Bsegment%5D=name"
+    >>> next_page_url("https://a.klaviyo.com/api/segments/?fields%5Bsegment%5D=name&page%5Bcursor%5D=b2", asked)
+    'http://127.0.0.1:8765/klaviyo/api/segments?fields%5Bsegment%5D=name&page%5Bcursor%5D=b2'
+    >>> next_page_url("/api/segments?page[cursor]=b2#top", asked)
+    'http://127.0.0.1:8765/klaviyo/api/segments?page[cursor]=b2'
+    >>> [next_page_url(link, asked) for link in ("https://a.klaviyo.com/api/segments/", "?page%5Bcursor%5D=", "http://[::1", 7)]
     [None, None, None, None]
     """
-    url = _resolved(link, base_url)
-    home = origin(base_url)
-    if url is None or home is None or origin(url) != home:
-        return None
-    prepared = requests.PreparedRequest()
-    prepared.prepare_url(url, None)
-    parsed = urlparse(str(prepared.url))
-    if parsed.username is not None or parsed.password is not None:
-        return None
-    return str(prepared.url)
-
-
-def _resolved(link: Any, base_url: str) -> str | None:
-    """``link`` read against ``base_url``, as the requester joins a path; ``None`` if it cannot be."""
-    if not isinstance(link, str) or not link.strip():
+    if not isinstance(link, str):
         return None
     try:
-        return urljoin(base_url.rstrip("/") + "/", link.strip())
+        query = urlsplit(link.strip()).query
     except ValueError:  # an unclosed [IPv6] host, for one
         return None
+    if not any(name == PAGE_CURSOR and value.strip() for name, value in parse_qsl(query, keep_blank_values=True)):
+        return None
+    return urlunsplit(urlsplit(asked)._replace(query=query, fragment=""))
 
 
-def foreign_link_refused(call: str, link: Any, base_url: str) -> AirbyteTracedException:
-    """The one sentence that ends a listing whose answer links off ``base_url``'s host: a config
-    error, since retrying changes nothing and the fix lies with whoever answers at ``base_url``
-    (a proxy or stand-in that passes on another host's links)."""
-    resolved = _resolved(link, base_url)
-    where = origin(resolved) if resolved else None
-    named = f"on {_host_named(where)}" if where else f"as {str(link)[:120]!r}, which is not a URL on that host"
+def unusable_link(call: str, link: Any) -> AirbyteTracedException:
+    """The one sentence that ends a listing whose answer names a next page the connector cannot ask
+    ``base_url`` for: without a cursor, the only page it could ask for again is the first."""
     message = (
-        f"The answer to {call} named its next page {named}, not on base_url ({base_url}): the connector sends the "
-        "API key only to base_url, so it stopped; if base_url is a proxy, make it rewrite links.next to its own address."
+        f"The answer to {call} named as its next page {str(link)[:120]!r}, which carries no {PAGE_CURSOR}, so the "
+        "listing stopped: retry the sync, and if it happens again, check that whatever answers at base_url passes "
+        "Klaviyo's links.next on whole."
     )
-    return AirbyteTracedException(message=message, internal_message=message, failure_type=FailureType.config_error)
+    return AirbyteTracedException(message=message, internal_message=message, failure_type=FailureType.system_error)
+
+
+def endless_listing(call: str, pages: int) -> AirbyteTracedException:
+    """The one sentence that ends a listing that still names a next page after ``pages`` pages."""
+    message = (
+        f"The answers to {call} still named a next page after {pages:,} pages, the most one listing may take "
+        f"({pages * 10:,} segments at Klaviyo's 10 a page), so the listing stopped: check that whatever answers at "
+        "base_url passes Klaviyo's answers on unchanged."
+    )
+    return AirbyteTracedException(message=message, internal_message=message, failure_type=FailureType.system_error)
 
 
 @dataclass
 class SameHostCursorPagination(CursorPaginationStrategy):
     """The manifest's ``CursorPagination`` (the next page is ``cursor_value`` until ``stop_condition``)
-    that follows a link only to ``config['base_url']``'s scheme, host and port, where every request
-    of the connector goes: the API key is sent with each page request, and ``requests`` drops it on
-    a cross-host *redirect* but not on a link. A link elsewhere (or one that is not a URL) ends the
-    stream with ``foreign_link_refused``'s sentence before anything is sent there; so does a link
-    to a page this listing has already read (it would never end). A relative link is read against
-    ``base_url``, as the requester joins it.
+    that asks every page of the same host as the first, ``base_url``: the next page is the page just
+    read with the query of the answer's ``links.next`` (``next_page_url``), whatever host the link
+    names. The API key goes with each page request, and a proxy, gateway or stand-in at ``base_url``
+    passes on links naming the host behind it: following them would send the key there, refusing
+    them would stop every listing at its second page.
+
+    A listing ends with one sentence when an answer names a next page without a ``page[cursor]``
+    (``unusable_link``), one this listing has already read (it would never end), or any next page
+    after ``max_pages`` pages (``endless_listing``; ``MOST_LISTING_PAGES`` unless the manifest
+    says otherwise).
     """
 
-    # The links this listing has followed: a link to one of them again is a loop.
+    max_pages: int = MOST_LISTING_PAGES
+    # The pages this listing has asked for after its first: asking for one of them again is a loop.
     _followed: set[str] = field(init=False, repr=False, default_factory=set)
+    # The pages this listing has read, the one just answered included.
+    _pages: int = field(init=False, repr=False, default=0)
+
+    def __post_init__(self, parameters: Mapping[str, Any]) -> None:
+        super().__post_init__(parameters)
+        if not isinstance(self.max_pages, int) or isinstance(self.max_pages, bool) or self.max_pages < 1:
+            raise ValueError(f"max_pages must be a whole number of pages, at least 1; got {self.max_pages!r}")
 
     def next_page_token(
         self,
@@ -2193,18 +2190,21 @@ class SameHostCursorPagination(CursorPaginationStrategy):
         page_size_override: int | None = None,
         stream_slice: StreamSlice | None = None,
     ) -> Any | None:
-        if last_page_token_value is None:
-            self._followed.clear()  # a listing's first page
+        if last_page_token_value is None:  # a listing's first page
+            self._followed.clear()
+            self._pages = 0
+        self._pages += 1
         token = super().next_page_token(
             response, last_page_size, last_record, last_page_token_value, page_size_override, stream_slice
         )
         if token is None:
             return None
-        base_url = str(self.config.get("base_url") or DEFAULT_BASE_URL)
         call = _call_of(response.request)
-        url = link_on_base_url(token, base_url)
+        if self._pages >= self.max_pages:
+            raise endless_listing(call, self._pages)
+        url = next_page_url(token, str(getattr(response.request, "url", "") or ""))
         if url is None:
-            raise foreign_link_refused(call, token, base_url)
+            raise unusable_link(call, token)
         if url in self._followed:
             message = (
                 f"The answer to {call} named as its next page one already read ({url}): "

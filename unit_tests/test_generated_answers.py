@@ -1,7 +1,8 @@
 """Answers drawn from Klaviyo's published response schemas (``hypothesis-jsonschema``), fed to the
 listing and to the report extractors: anything the spec allows ends in rows or in one of the
-connector's own one-sentence errors, no request leaves ``base_url``'s host, and every row carries
-a segment id its call asked about and a bucket inside its window.
+connector's own one-sentence errors, no request leaves ``base_url``'s host whatever host a page's
+``links.next`` names, and every row carries a segment id its call asked about and a bucket inside
+its window.
 
 Each schema is drawn from twice: as published (mostly answers the connector must refuse), and
 narrowed towards answers to the call made (``published(schema, narrower)``: still bodies the spec
@@ -15,6 +16,7 @@ import os
 import tempfile
 from typing import Any
 from unittest import mock
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import requests
@@ -38,13 +40,16 @@ NOT_ASKED = "SEG999"
 # -- the listing ------------------------------------------------------------------------------------
 
 FIRST_PAGE = f"{km.BASE_URL}/api/segments?fields%5Bsegment%5D=name%2Ccreated%2Cupdated%2Cis_active%2Cis_processing%2Cis_starred"
-# Links a page may name: on base_url's host (absolute, with a cursor or back to the first page), and elsewhere.
+# Links a page may name: on base_url's host (absolute or relative, with a cursor or back to the first
+# page), and elsewhere (the host behind a proxy, another scheme or port, credentials of its own). Each
+# with a cursor is asked of base_url; one without ends the listing in a sentence.
 LINKS = [
     f"{km.BASE_URL}/api/segments?page%5Bcursor%5D=2",
-    f"{km.BASE_URL}/api/segments?page%5Bcursor%5D=3",
+    "/api/segments/?page%5Bcursor%5D=3",
     FIRST_PAGE,
     "http://127.0.0.2:8765/api/segments?page%5Bcursor%5D=2",
     "https://127.0.0.1:8765/api/segments?page%5Bcursor%5D=2",
+    "http://u:p@a.klaviyo.com/api/segments/?page%5Bcursor%5D=3",
     "http://127.0.0.1:8766/api/segments",
 ]
 LISTING_TOWARDS_ANSWERS = {
@@ -115,6 +120,11 @@ def test_any_listing_the_spec_allows_ends_in_its_segments_or_one_sentence_and_st
             read_pages = [body for body in pages[: len([r for r in mocker.request_history if r.path == "/api/segments"])]]
             assert [r["id"] for r in records] == [s["id"] for body in read_pages for s in body["data"]]
             assert all(isinstance(r["id"], str) and r["id"] for r in records)
+            # Each page after the first was asked with the cursor its previous page's link named.
+            asked = [r for r in mocker.request_history if r.path == "/api/segments"]
+            for before, request in zip(read_pages[:-1], asked[1:], strict=True):
+                named = parse_qs(urlsplit(before["links"]["next"]).query)["page[cursor]"]
+                assert request.qs["page[cursor]"] == [c.lower() for c in named]  # requests_mock lowercases qs
         assert {(r.scheme, r.netloc) for r in mocker.request_history} == {HOME}, [r.url for r in mocker.request_history]
 
 

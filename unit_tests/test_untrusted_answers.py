@@ -1,23 +1,28 @@
-"""Nothing an answer says is trusted: a segment page's ``links.next`` is followed only to
-``base_url``'s scheme, host and port (the API key goes nowhere else), a listed segment needs an id
-and a readable ``created``, and a report must answer what its call asked. Each wrong answer ends
-its stream with one sentence naming the call, and spends no further report call."""
+"""Nothing an answer says is trusted: of a segment page's ``links.next`` only the cursor (its
+query) is used, every page is asked of ``base_url`` (the API key goes nowhere else, whatever host
+the link names) and a listing ends after ``max_pages`` pages; a listed segment needs an id and a
+readable ``created``, and a report must answer what its call asked. Each wrong answer ends its
+stream with one sentence naming the call, and spends no further report call."""
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
 import requests_mock
+import yaml
 from airbyte_cdk.models import AirbyteMessageSerializer, FailureType, SyncMode
 from airbyte_cdk.test.entrypoint_wrapper import EntrypointOutput, read
 from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
-from source_klaviyo_segments import SourceKlaviyoSegments
+from source_klaviyo_segments import SourceKlaviyoSegments, components
 from source_klaviyo_segments.components import (
+    MOST_LISTING_PAGES,
     BucketWindowFilter,
+    SameHostCursorPagination,
     SeriesRowExtractor,
     ValuesRowExtractor,
     plan_segment_batches,
@@ -28,6 +33,7 @@ from unit_tests.klaviyo_mock import FakeKlaviyo
 SEGMENTS_URL = f"{km.BASE_URL}/api/segments"
 SERIES_URL = f"{km.BASE_URL}/api/segment-series-reports"
 VALUES_URL = f"{km.BASE_URL}/api/segment-values-reports"
+MANIFEST = Path(components.__file__).parent / "manifest.yaml"
 
 
 @pytest.fixture(autouse=True)
@@ -62,55 +68,126 @@ def error_messages(output: EntrypointOutput) -> list[str]:
     return [e.trace.error.message for e in output.errors]
 
 
+FIELDS = "fields%5Bsegment%5D=name%2Ccreated%2Cupdated%2Cis_active%2Cis_processing%2Cis_starred"
+
+
+def listing_requests(history: list[Any]) -> list[Any]:
+    return [r for r in history if r.path.rstrip("/") == "/api/segments"]
+
+
 @pytest.mark.parametrize(
-    "link, named",
+    "next_host",
     [
-        ("http://127.0.0.2:8765/api/segments?page%5Bcursor%5D=x", "http://127.0.0.2:8765"),
-        ("http://127.0.0.1:9999/api/segments?page%5Bcursor%5D=x", "http://127.0.0.1:9999"),  # another port
-        ("https://127.0.0.1:8765/api/segments?page%5Bcursor%5D=x", "https://127.0.0.1:8765"),  # another scheme
-        ("//evil.example/api/segments?page%5Bcursor%5D=x", "http://evil.example:80"),  # scheme-relative
-        ("https://a.klaviyo.com/api/segments/?page%5Bcursor%5D=x", "https://a.klaviyo.com:443"),
+        "http://127.0.0.2:8765",  # another host: the one behind a proxy at base_url
+        "http://127.0.0.1:9999",  # another port
+        "https://127.0.0.1:8765",  # another scheme
+        "//evil.example",  # scheme-relative
+        "https://a.klaviyo.com",  # Klaviyo itself, behind a proxy
+        "http://user:pass@127.0.0.2:8765",  # credentials of its own, which requests would send
+        "",  # relative
     ],
 )
-def test_a_next_link_off_base_urls_host_is_refused_in_one_sentence_and_nothing_is_sent_there(link: str, named: str) -> None:
-    output, history = read_with([page(["SEG001"], link)])
-    messages = error_messages(output)
-    assert any(
-        m.startswith(f"The answer to GET /api/segments named its next page on {named}, not on base_url ({km.BASE_URL})")
-        for m in messages
-    ), messages
-    refusal = next(e.trace.error for e in output.errors if e.trace.error.message.startswith("The answer to"))
-    assert refusal.failure_type == FailureType.config_error and "\n" not in refusal.message
-    assert {(r.scheme, r.netloc) for r in history} == {("http", "127.0.0.1:8765")}, [r.url for r in history]
-    assert km.API_KEY not in json.dumps([AirbyteMessageSerializer.dump(m) for m in output._messages])
-
-
-def test_a_next_link_with_its_own_credentials_is_refused() -> None:
-    output, history = read_with([page(["SEG001"], "http://user:pass@127.0.0.1:8765/api/segments?page%5Bcursor%5D=x")])
-    assert any("named its next page" in m for m in error_messages(output)), error_messages(output)
-    assert len([r for r in history if r.path == "/api/segments"]) == 1
-
-
-def test_a_next_link_that_is_not_a_url_is_refused() -> None:
-    output, history = read_with([page(["SEG001"], "http://[::1")])
-    assert any("named its next page as 'http://[::1', which is not a URL on that host" in m for m in error_messages(output))
-    assert len([r for r in history if r.path == "/api/segments"]) == 1
-
-
-def test_next_links_on_base_urls_host_are_followed_absolute_or_relative() -> None:
-    first = page(["SEG001"], f"{km.BASE_URL}/api/segments?page%5Bcursor%5D=2")
-    second = page(["SEG002"], "/api/segments?page%5Bcursor%5D=3")
+def test_every_next_page_is_asked_of_base_url_with_the_links_cursor_whatever_host_it_names(next_host: str) -> None:
+    first = page(["SEG001"], f"{next_host}/api/segments/?{FIELDS}&page%5Bcursor%5D=c2")
+    second = page(["SEG002"], f"{next_host}/api/segments/?{FIELDS}&page%5Bcursor%5D=c3")
     output, history = read_with([first, second, page(["SEG003"])])
     assert not output.errors, error_messages(output)
     assert [r.record.data["id"] for r in output.records] == ["SEG001", "SEG002"]  # SEG003 is not in segment_ids
-    assert [r.qs.get("page[cursor]") for r in history if r.path == "/api/segments"] == [None, ["2"], ["3"]]
+    assert {(r.scheme, r.netloc) for r in history} == {("http", "127.0.0.1:8765")}, [r.url for r in history]
+    pages = listing_requests(history)
+    assert [r.qs.get("page[cursor]") for r in pages] == [None, ["c2"], ["c3"]]
+    assert all(r.path == "/api/segments" for r in pages)  # base_url's path, not the link's
+    assert all(r.qs["fields[segment]"] == ["name,created,updated,is_active,is_processing,is_starred"] for r in pages)
+    assert all(r.headers["Authorization"] == f"Klaviyo-API-Key {km.API_KEY}" for r in pages)
+    assert km.API_KEY not in json.dumps([AirbyteMessageSerializer.dump(m) for m in output._messages])
+
+
+def test_a_next_link_without_the_fields_is_asked_with_them() -> None:
+    output, history = read_with([page(["SEG001"], "https://a.klaviyo.com/api/segments/?page%5Bcursor%5D=c2"), page(["SEG002"])])
+    assert not output.errors, error_messages(output)
+    asked = listing_requests(history)[1]
+    assert asked.qs["page[cursor]"] == ["c2"] and asked.qs["fields[segment]"], asked.url
+
+
+@pytest.mark.parametrize(
+    "link",
+    [
+        "http://[::1",  # not a URL
+        "next, please",  # nothing a URL could be read from
+        "https://a.klaviyo.com/api/segments/?fields%5Bsegment%5D=name",  # no cursor
+        "https://a.klaviyo.com/api/segments/?page%5Bcursor%5D=",  # an empty one
+        "https://a.klaviyo.com/api/segments/page/2",  # the cursor in the path, where base_url's path goes
+    ],
+)
+def test_a_next_link_carrying_no_cursor_ends_the_listing_in_one_sentence(link: str) -> None:
+    output, history = read_with([page(["SEG001"], link)])
+    stopped = [e.trace.error for e in output.errors if e.trace.error.message.startswith("The answer to GET /api/segments")]
+    assert stopped, error_messages(output)
+    assert stopped[0].message.startswith(
+        f"The answer to GET /api/segments named as its next page {link!r}, which carries no page[cursor]"
+    )
+    assert "\n" not in stopped[0].message and stopped[0].failure_type == FailureType.system_error
+    assert len(listing_requests(history)) == 1
+    assert {(r.scheme, r.netloc) for r in history} == {("http", "127.0.0.1:8765")}
 
 
 def test_a_next_link_back_to_a_page_already_read_ends_the_listing() -> None:
-    looping = page(["SEG001"], f"{km.BASE_URL}/api/segments?page%5Bcursor%5D=2")
+    looping = page(["SEG001"], "https://a.klaviyo.com/api/segments?page%5Bcursor%5D=2")
     output, history = read_with([looping, looping, looping])
     assert any("named as its next page one already read" in m for m in error_messages(output)), error_messages(output)
-    assert len([r for r in history if r.path == "/api/segments"]) == 2
+    assert len(listing_requests(history)) == 2
+
+
+class SourceWithPageBound(SourceKlaviyoSegments):
+    """The package's source with its manifest's pagination bounded at ``max_pages`` pages, as a
+    manifest may set it: the bound the connector ships (``MOST_LISTING_PAGES``) is found by the
+    same code after 10,000 pages."""
+
+    max_pages = 3
+
+    def _read_and_parse_yaml_file(self, path_to_yaml_file: str) -> Any:
+        manifest = yaml.safe_load(MANIFEST.read_text())
+        manifest["definitions"]["segments_stream"]["retriever"]["paginator"]["pagination_strategy"]["max_pages"] = self.max_pages
+        return manifest
+
+
+def test_a_listing_that_never_ends_is_stopped_after_max_pages_in_one_sentence() -> None:
+    """Every answer names a new next page (a proxy or a mock that invents pages): the listing
+    stops after ``max_pages`` pages, before any report call."""
+    config = km.config()
+    asked = []
+
+    def endless(request: Any, context: Any) -> dict[str, Any]:
+        asked.append(request.url)
+        return page([f"SEG{len(asked):03d}"], f"https://a.klaviyo.com/api/segments/?page%5Bcursor%5D=p{len(asked) + 1}")
+
+    with requests_mock.Mocker() as mocker:
+        mocker.register_uri(requests_mock.ANY, requests_mock.ANY, json={"data": []})
+        FakeKlaviyo(["SEG001"]).install(mocker)
+        mocker.get(SEGMENTS_URL, json=endless)
+        output = read(
+            SourceWithPageBound(config=config),
+            config,
+            km.catalog("segment_series", SyncMode.incremental),
+            expecting_exception=True,
+        )
+        history = list(mocker.request_history)
+    stopped = [e.trace.error for e in output.errors if e.trace.error.message.startswith("The answers to GET /api/segments")]
+    assert stopped, error_messages(output)
+    assert stopped[0].message.startswith(
+        "The answers to GET /api/segments still named a next page after 3 pages, the most one listing may take (30 segments"
+    )
+    assert "\n" not in stopped[0].message and stopped[0].failure_type == FailureType.system_error
+    assert len(asked) == 3
+    assert not [r for r in history if r.path.endswith("-reports")]
+    assert {(r.scheme, r.netloc) for r in history} == {("http", "127.0.0.1:8765")}
+
+
+def test_the_shipped_page_bound_is_the_named_constant() -> None:
+    manifest = yaml.safe_load(MANIFEST.read_text())
+    strategy = manifest["definitions"]["segments_stream"]["retriever"]["paginator"]["pagination_strategy"]
+    assert "max_pages" not in strategy
+    assert SameHostCursorPagination(cursor_value="", config={}, parameters={}).max_pages == MOST_LISTING_PAGES == 10_000
 
 
 @pytest.mark.parametrize(
