@@ -90,8 +90,8 @@ LOGGER = logging.getLogger("airbyte")
 # Klaviyo holds no segment report data before this day (company-local time).
 FIRST_DATA_DAY: Final = dt.datetime(2023, 6, 1)
 
-# The spec's default `base_url`, for what runs without the spec: SameHostCursorPagination's
-# fallback and the demo. Config defaults come from the spec (spec_defaults); a test holds this equal.
+# The spec's default `base_url`, for what runs without the spec (the demo). Config defaults come
+# from the spec (spec_defaults); a test holds this equal.
 DEFAULT_BASE_URL: Final = "https://a.klaviyo.com"
 
 # Klaviyo's caps on one series call's timeframe, and how the connector reads them. Documented:
