@@ -88,11 +88,14 @@ def config_for(emu: Emulator, **overrides: Any) -> dict[str, Any]:
 
 
 class DeadPort:
-    """A port that accepts each connection and closes it without a word, counting them."""
+    """A port (on ``host``, one of this machine's loopback addresses) that accepts each connection
+    and closes it without a word, counting them: a request sent there is counted and fails at once
+    instead of waiting for an answer."""
 
-    def __init__(self) -> None:
-        self.listener = socket.create_server(("127.0.0.1", 0))
+    def __init__(self, host: str = "127.0.0.1") -> None:
+        self.listener = socket.create_server((host, 0))
         self.port = self.listener.getsockname()[1]
+        self.url = f"http://{host}:{self.port}"
         self.connections = 0
         self.thread = threading.Thread(target=self._serve, daemon=True)
         self.thread.start()

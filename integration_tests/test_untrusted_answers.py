@@ -6,15 +6,13 @@ it printed, for every verb and every request the connector makes."""
 from __future__ import annotations
 
 import json
-import socket
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import parse_qs
 
 import pytest
 
-from integration_tests.conftest import NOW, Run, config_for, run_connector
+from integration_tests.conftest import NOW, DeadPort, Run, config_for, run_connector
 from integration_tests.connector_process import run_command
 from integration_tests.manifest_only import run_manifest_only
 from klaviyo_emulator import Emulator, EmulatorConfig, Faults
@@ -24,35 +22,10 @@ STREAMS = [("segment_values", "full_refresh"), ("segment_series", "incremental")
 READ_STREAMS = [("segments", "full_refresh"), *STREAMS]
 
 
-class HostBehind:
-    """A port on 127.0.0.2 (another host on this machine), standing for the host behind a proxy at
-    base_url: it accepts each connection and closes it without a word, counting them, so a request
-    sent there is counted and fails at once instead of waiting for an answer."""
-
-    def __init__(self) -> None:
-        self.listener = socket.create_server(("127.0.0.2", 0))
-        self.url = f"http://127.0.0.2:{self.listener.getsockname()[1]}"
-        self.connections = 0
-        self.thread = threading.Thread(target=self._serve, daemon=True)
-        self.thread.start()
-
-    def _serve(self) -> None:
-        while True:
-            try:
-                connection, _ = self.listener.accept()
-            except OSError:
-                return
-            self.connections += 1
-            connection.close()
-
-    def close(self) -> None:
-        self.listener.close()
-        self.thread.join(timeout=10)
-
-
 @pytest.fixture()
-def host_behind() -> Iterator[HostBehind]:
-    host = HostBehind()
+def host_behind() -> Iterator[DeadPort]:
+    """127.0.0.2, another host on this machine, standing for the host behind a proxy at base_url."""
+    host = DeadPort("127.0.0.2")
     yield host
     host.close()
 
@@ -70,7 +43,7 @@ def rows(run: Run) -> dict[str, list[str]]:
 
 @pytest.mark.parametrize("runtime", ["package", "manifest-only"])
 def test_a_read_through_a_proxy_whose_links_name_the_host_behind_it_asks_every_page_of_base_url(
-    emulator: Emulator, host_behind: HostBehind, tmp_path: Path, runtime: str
+    emulator: Emulator, host_behind: DeadPort, tmp_path: Path, runtime: str
 ) -> None:
     """The emulator stands for a proxy at base_url passing on answers whose links.next name the
     host behind it (127.0.0.2): the read completes with the same rows as a read whose links name
