@@ -2538,6 +2538,30 @@ def values_rows(
     return iter(rows)
 
 
+def no_buckets_warning(asked: AskedReport) -> str:
+    """What a read says when a series report holds no bucket at all. Klaviyo may answer a window
+    that starts after its own "now" so (its documentation does not say whether it refuses it
+    instead): a clock that is behind (a stand-in's, a proxy's) would otherwise read in silence as
+    an account without data.
+
+    >>> asked = AskedReport("POST /api/segment-series-reports", frozenset({"A"}),
+    ...                     (dt.datetime(2026, 6, 1), dt.datetime(2026, 7, 29, 23, 59, 59)))
+    >>> print(no_buckets_warning(asked))  # doctest: +NORMALIZE_WHITESPACE
+    Klaviyo had no data at all for 2026-06-01T00:00:00 to 2026-07-29T23:59:59: its series report holds
+    no buckets, so that window has no rows. Is the clock at `base_url` behind? (Said for the first such
+    window of a read only.)
+    """
+    where = (
+        f"for {format_wall_time(asked.window[0])} to {format_wall_time(asked.window[1])}"
+        if asked.window is not None
+        else "for the timeframe asked"
+    )
+    return (
+        f"Klaviyo had no data at all {where}: its series report holds no buckets, so that window has no rows. "
+        "Is the clock at `base_url` behind? (Said for the first such window of a read only.)"
+    )
+
+
 @dataclass
 class SeriesRowExtractor(RecordExtractor):
     """A ``segment-series-report`` response -> rows ``{segment_id, interval, date_time, <statistics>}``,
@@ -2545,17 +2569,22 @@ class SeriesRowExtractor(RecordExtractor):
 
     Without the account's timezone, ``date_times`` written in UTC cannot be placed in company
     time, and the bucket-in-window rule compares company wall times: said once, with the fix.
+    A report without a single bucket is said once a read, naming the first such window
+    (``no_buckets_warning``); the stream's one extractor reads every window, from two workers.
     """
 
     config: Config
     parameters: InitVar[Mapping[str, Any]]
     _warned_of_utc: bool = field(init=False, repr=False, default=False)
+    _warned_of_no_buckets: bool = field(init=False, repr=False, default=False)
+    _lock: threading.Lock = field(init=False, repr=False, default_factory=threading.Lock)
 
     def extract_records(self, response: requests.Response) -> Iterable[Mapping[str, Any]]:
         timezone = self.config.get("_derived", {}).get("timezone")
         asked = asked_report(response.request)
         attributes = _report_attributes(response, asked.call)
-        SyncSession.of(self.config).pacer.update_from_response(response.request, response)
+        session = SyncSession.of(self.config)
+        session.pacer.update_from_response(response.request, response)
         if timezone is None and not self._warned_of_utc and _written_in_utc(attributes.get("date_times")):
             self._warned_of_utc = True
             LOGGER.warning(
@@ -2563,7 +2592,13 @@ class SeriesRowExtractor(RecordExtractor):
                 "(scope accounts:read): unless the account is on UTC, a bucket at a window's edge may be "
                 "missed. Give the key accounts:read."
             )
-        yield from series_rows(attributes, self.config["statistics"], self.config["interval"], timezone, asked)
+        rows = series_rows(attributes, self.config["statistics"], self.config["interval"], timezone, asked)
+        if attributes.get("date_times") == []:  # judged by series_rows: a well-formed answer without buckets
+            with self._lock:
+                first, self._warned_of_no_buckets = not self._warned_of_no_buckets, True
+            if first:
+                session.say_once(logging.WARNING, no_buckets_warning(asked))
+        yield from rows
 
 
 def _written_in_utc(date_times: Any) -> bool:
