@@ -429,7 +429,7 @@ def _callable_url(url: str) -> bool:
     """Whether a request could be sent to ``url``: what the spec's pattern lets through may still
     have no host, or a port that is not a number from 1 to 65535.
 
-    >>> _callable_url("https://a.klaviyo.com"), _callable_url("http://host:http"), _callable_url("http://[::1")
+    >>> _callable_url("https://a.klaviyo.com"), _callable_url("https://host:https"), _callable_url("https://[::1")
     (True, False, False)
     """
     try:
@@ -2104,7 +2104,7 @@ def origin(url: str) -> tuple[str, str, int] | None:
 
     >>> origin("https://A.klaviyo.com/api/segments?page[cursor]=x")
     ('https', 'a.klaviyo.com', 443)
-    >>> origin("http://127.0.0.2:8080/api/segments"), origin("a.klaviyo.com/api"), origin("http://[::1")
+    >>> origin("http://127.0.0.2:8080/api/segments"), origin("a.klaviyo.com/api"), origin("http://[::1")  # ignore-https-check
     (('http', '127.0.0.2', 8080), None, None)
     """
     try:
@@ -2131,10 +2131,11 @@ def link_on_base_url(link: Any, base_url: str) -> str | None:
 
     >>> link_on_base_url("https://a.klaviyo.com/api/segments/?page%5Bcursor%5D=x", "https://a.klaviyo.com")
     'https://a.klaviyo.com/api/segments/?page%5Bcursor%5D=x'
-    >>> link_on_base_url("/api/segments/?page[cursor]=x", "http://127.0.0.1:8080")
-    'http://127.0.0.1:8080/api/segments/?page%5Bcursor%5D=x'
-    >>> [link_on_base_url(other, "http://127.0.0.1:8080") for other in
-    ...  ("http://127.0.0.2:8080/api", "//127.0.0.2:8080/api", "https://127.0.0.1:8080/api", "http://u:p@127.0.0.1:8080/")]
+    >>> link_on_base_url("/api/segments/?page[cursor]=x", "https://127.0.0.1:8080")
+    'https://127.0.0.1:8080/api/segments/?page%5Bcursor%5D=x'
+    >>> [link_on_base_url(other, "https://127.0.0.1:8080") for other in
+    ...  ("https://127.0.0.2:8080/api", "//127.0.0.2:8080/api", "https://u:p@127.0.0.1:8080/",
+    ...   "http://127.0.0.1:8080/api")]  # ignore-https-check: another scheme is another origin
     [None, None, None, None]
     """
     url = _resolved(link, base_url)
