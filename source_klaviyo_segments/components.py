@@ -34,9 +34,10 @@ code runs a module before registering it, and dataclasses would look it up).
    manifest's ``AddFields`` stamps a values row).
 7. **Errors and pacing**: ``SentenceErrorHandler`` ends a failed request in its sentence alone,
    the key masked; ``RetryAfterBackoff`` waits what a 429 asks (or ends the sync on the daily
-   quota); ``AnswerAwareBackoff`` backs off after an answer, and ends a request that gets none in
-   one sentence naming the host; ``ReportPacer`` (the session's) spaces report calls within
-   Klaviyo's burst and steady limits. The segment listing is paced by the manifest's ``api_budget``.
+   quota); ``AnswerAwareBackoff`` backs off after an answer, says each retry as it waits
+   (``RETRY_LOG``), and ends a request that gets none in one sentence naming the host;
+   ``ReportPacer`` (the session's) spaces report calls within Klaviyo's burst and steady limits.
+   The segment listing is paced by the manifest's ``api_budget``.
 """
 
 import bisect
@@ -48,7 +49,9 @@ import math
 import re
 import threading
 import time
+import weakref
 from dataclasses import InitVar, dataclass, field, replace
+from http import HTTPStatus
 from typing import Any, Callable, Final, Iterable, Iterator, Mapping, MutableMapping, Sequence, Union
 from urllib.parse import parse_qsl, urlparse, urlsplit, urlunsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -432,7 +435,7 @@ def _callable_url(url: str) -> bool:
     """Whether a request could be sent to ``url``: what the spec's pattern lets through may still
     have no host, or a port that is not a number from 1 to 65535.
 
-    >>> _callable_url("https://a.klaviyo.com"), _callable_url("http://host:http"), _callable_url("http://[::1")
+    >>> _callable_url("https://a.klaviyo.com"), _callable_url("https://host:https"), _callable_url("https://[::1")
     (True, False, False)
     """
     try:
@@ -2115,12 +2118,12 @@ def next_page_url(link: Any, asked: str) -> str | None:
     ``base_url`` passes on Klaviyo's links, which name the host behind it. ``None`` when ``link`` is
     not a URL, or its query names no ``page[cursor]``.
 
-    >>> asked = "http://127.0.0.1:8765/klaviyo/api/segments?fields%5Bsegment%5D=name"
+    >>> asked = "https://127.0.0.1:8765/klaviyo/api/segments?fields%5Bsegment%5D=name"
     >>> next_page_url("https://a.klaviyo.com/api/segments/?fields%5Bsegment%5D=name&page%5Bcursor%5D=b2", asked)
-    'http://127.0.0.1:8765/klaviyo/api/segments?fields%5Bsegment%5D=name&page%5Bcursor%5D=b2'
+    'https://127.0.0.1:8765/klaviyo/api/segments?fields%5Bsegment%5D=name&page%5Bcursor%5D=b2'
     >>> next_page_url("/api/segments?page[cursor]=b2#top", asked)
-    'http://127.0.0.1:8765/klaviyo/api/segments?page[cursor]=b2'
-    >>> [next_page_url(link, asked) for link in ("https://a.klaviyo.com/api/segments/", "?page%5Bcursor%5D=", "http://[::1", 7)]
+    'https://127.0.0.1:8765/klaviyo/api/segments?page[cursor]=b2'
+    >>> [next_page_url(link, asked) for link in ("https://a.klaviyo.com/api/segments/", "?page%5Bcursor%5D=", "https://[::1", 7)]
     [None, None, None, None]
     """
     if not isinstance(link, str):
@@ -2535,6 +2538,30 @@ def values_rows(
     return iter(rows)
 
 
+def no_buckets_warning(asked: AskedReport) -> str:
+    """What a read says when a series report holds no bucket at all. Klaviyo may answer a window
+    that starts after its own "now" so (its documentation does not say whether it refuses it
+    instead): a clock that is behind (a stand-in's, a proxy's) would otherwise read in silence as
+    an account without data.
+
+    >>> asked = AskedReport("POST /api/segment-series-reports", frozenset({"A"}),
+    ...                     (dt.datetime(2026, 6, 1), dt.datetime(2026, 7, 29, 23, 59, 59)))
+    >>> print(no_buckets_warning(asked))  # doctest: +NORMALIZE_WHITESPACE
+    Klaviyo had no data at all for 2026-06-01T00:00:00 to 2026-07-29T23:59:59: its series report holds
+    no buckets, so that window has no rows. Is the clock at `base_url` behind? (Said for the first such
+    window of a read only.)
+    """
+    where = (
+        f"for {format_wall_time(asked.window[0])} to {format_wall_time(asked.window[1])}"
+        if asked.window is not None
+        else "for the timeframe asked"
+    )
+    return (
+        f"Klaviyo had no data at all {where}: its series report holds no buckets, so that window has no rows. "
+        "Is the clock at `base_url` behind? (Said for the first such window of a read only.)"
+    )
+
+
 @dataclass
 class SeriesRowExtractor(RecordExtractor):
     """A ``segment-series-report`` response -> rows ``{segment_id, interval, date_time, <statistics>}``,
@@ -2542,17 +2569,22 @@ class SeriesRowExtractor(RecordExtractor):
 
     Without the account's timezone, ``date_times`` written in UTC cannot be placed in company
     time, and the bucket-in-window rule compares company wall times: said once, with the fix.
+    A report without a single bucket is said once a read, naming the first such window
+    (``no_buckets_warning``); the stream's one extractor reads every window, from two workers.
     """
 
     config: Config
     parameters: InitVar[Mapping[str, Any]]
     _warned_of_utc: bool = field(init=False, repr=False, default=False)
+    _warned_of_no_buckets: bool = field(init=False, repr=False, default=False)
+    _lock: threading.Lock = field(init=False, repr=False, default_factory=threading.Lock)
 
     def extract_records(self, response: requests.Response) -> Iterable[Mapping[str, Any]]:
         timezone = DerivedSettings.of(self.config).timezone
         asked = asked_report(response.request)
         attributes = _report_attributes(response, asked.call)
-        SyncSession.of(self.config).pacer.update_from_response(response.request, response)
+        session = SyncSession.of(self.config)
+        session.pacer.update_from_response(response.request, response)
         if timezone is None and not self._warned_of_utc and _written_in_utc(attributes.get("date_times")):
             self._warned_of_utc = True
             LOGGER.warning(
@@ -2560,7 +2592,13 @@ class SeriesRowExtractor(RecordExtractor):
                 "(scope accounts:read): unless the account is on UTC, a bucket at a window's edge may be "
                 "missed. Give the key accounts:read."
             )
-        yield from series_rows(attributes, self.config["statistics"], self.config["interval"], timezone, asked)
+        rows = series_rows(attributes, self.config["statistics"], self.config["interval"], timezone, asked)
+        if attributes.get("date_times") == []:  # judged by series_rows: a well-formed answer without buckets
+            with self._lock:
+                first, self._warned_of_no_buckets = not self._warned_of_no_buckets, True
+            if first:
+                session.say_once(logging.WARNING, no_buckets_warning(asked))
+        yield from rows
 
 
 def _written_in_utc(date_times: Any) -> bool:
@@ -2697,36 +2735,122 @@ class RetryAfterBackoff(BackoffStrategy):
         return max(wait, 0.0)
 
 
+# The connector's own lines while a host fails to answer, one per retry: a child of the CDK's
+# logger "airbyte", so every runtime prints them as Airbyte LOG messages, and `plan` (which keeps
+# the CDK's log out of a person's output) can route just these to stderr.
+RETRY_LOG: Final = logging.getLogger("airbyte").getChild("retries")
+
+
+def seconds_said(seconds: float) -> str:
+    """A wait as a person reads it: whole seconds, tenths below ten.
+
+    >>> seconds_said(1.02), seconds_said(0.5), seconds_said(2.5), seconds_said(65)
+    ('1 s', '0.5 s', '2.5 s', '65 s')
+    """
+    shown = f"{seconds:.0f}" if seconds >= 9.5 else f"{seconds:.1f}".rstrip("0").rstrip(".")
+    return f"{shown} s"
+
+
+def retry_line(what: str, attempt: int, attempts: int, wait: float) -> str:
+    """The line said before a retry: what happened where, the wait, and the attempt to come out of
+    how many the request gets.
+
+    >>> retry_line("Nothing answered at https://a.klaviyo.com (ConnectionError)", 2, 6, 1)
+    'Nothing answered at https://a.klaviyo.com (ConnectionError); trying again in 1 s (attempt 2 of 6).'
+    """
+    return f"{what}; trying again in {seconds_said(wait)} (attempt {attempt} of {attempts})."
+
+
+def answered_with(host: str, status: int) -> str:
+    """What happened, for a retry after an answer: the host and the status, named when HTTP names it.
+
+    >>> answered_with("https://a.klaviyo.com", 503), answered_with("https://a.klaviyo.com", 524)
+    ('https://a.klaviyo.com answered 503 Service Unavailable', 'https://a.klaviyo.com answered 524')
+    """
+    try:
+        return f"{host} answered {status} {HTTPStatus(status).phrase}"
+    except ValueError:  # a proxy's own code (Cloudflare's 524)
+        return f"{host} answered {status}"
+
+
+@dataclass
+class _Unanswered:
+    """A request's attempts without an answer so far, and the last of them (attempts count from 1)."""
+
+    count: int = 0
+    last_attempt: int = 0
+
+
 @dataclass
 class AnswerAwareBackoff(BackoffStrategy):
     """Exponential backoff (``factor`` x 2^attempt seconds) after an answer that asks for a retry
     (a 5XX, a 429 without ``Retry-After``). After *no* answer (a refused or reset connection, a
     name that does not resolve, a timeout) it names no wait, so the CDK's own retry handles it
-    (1, 2, 4, 8, 16 s) and logs it as the error it is: the CDK logs any wait a strategy names as
-    "Rate limit exceeded". The ``attempts_without_answer``-th attempt without an answer ends the
-    request with one sentence naming the host, before the CDK's own retry budget ends it with a
-    traceback in the log.
+    (1, 2, 4, 8, 16 s), and the CDK's log calls it the error it is: any wait a strategy names, the
+    CDK logs as "Rate limit exceeded". The ``attempts_without_answer``-th attempt without an answer
+    ends the request with one sentence naming the host, before the CDK's own retry budget ends it
+    with a traceback in the log.
+
+    Before each retry it says one line on ``RETRY_LOG`` (``retry_line``), so that a dead or failing
+    host is said while it happens, not only after half a minute: what happened at which host, the
+    wait the CDK is about to sleep, and the attempt to come, out of ``attempts_without_answer``
+    (no answer) or ``attempts_with_answer`` (the error handler's ``max_retries`` + 1, which a
+    strategy is not told). A 429 with ``Retry-After`` is ``RetryAfterBackoff``'s, and the CDK says
+    that one as the rate limit it is.
 
     >>> backoff = AnswerAwareBackoff(config={}, parameters={}, factor=2, attempts_without_answer=3)
     >>> answered = requests.Response()
     >>> answered.status_code = 503
-    >>> refused = requests.ConnectionError("refused", request=requests.Request("GET", "http://127.0.0.1:9/api/segments").prepare())
+    >>> answered.request = requests.Request("GET", "https://a.klaviyo.com/api/segments").prepare()
+    >>> refused = requests.ConnectionError("refused", request=requests.Request("GET", "https://127.0.0.1:9/api/segments").prepare())
     >>> backoff.backoff_time(answered, 2), backoff.backoff_time(refused, 2)
     (8.0, None)
     >>> backoff.backoff_time(refused, 3)  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    airbyte_cdk...AirbyteTracedException: Nothing answered at http://127.0.0.1:9 in 3 attempts (ConnectionError): check ...
+    airbyte_cdk...AirbyteTracedException: Nothing answered at https://127.0.0.1:9 in 3 attempts (ConnectionError): check ...
     """
 
     config: Config
     parameters: InitVar[Mapping[str, Any]]
     factor: Union[float, str] = 2
     attempts_without_answer: Union[int, str] = 6
+    attempts_with_answer: Union[int, str] = 6
+
+    # How the CDK's HttpClient retries (airbyte_cdk/sources/streams/http/http_client.py and
+    # rate_limiting.py), which each line must tell truly: a request without an answer is retried by
+    # `backoff.expo` (1, 2, 4, ... s, no jitter), its n-th wait counting only those retries; a wait a
+    # strategy names is slept plus one second, in a loop of its own that allows max_retries + 1
+    # tries and starts afresh after each retry without an answer.
+    CDK_FIRST_WAIT_WITHOUT_ANSWER = 1.0
+    CDK_ADDED_SECONDS = 1.0
 
     def __post_init__(self, parameters: Mapping[str, Any]) -> None:
         self._after_answer = ExponentialBackoffStrategy(parameters=parameters, config=self.config, factor=str(self.factor))
         self._attempts = InterpolatedString.create(str(self.attempts_without_answer), parameters=parameters)
+        self._attempts_answered = InterpolatedString.create(str(self.attempts_with_answer), parameters=parameters)
+        # Keyed by the request object the CDK sends again on each retry (and forgets after it).
+        self._unanswered: weakref.WeakKeyDictionary[Any, _Unanswered] = weakref.WeakKeyDictionary()
+        self._lock = threading.Lock()
+
+    def _allowed(self, attempts: InterpolatedString) -> int:
+        return int(float(attempts.eval(self.config)))
+
+    def _host(self, request: Any) -> str:
+        url = getattr(request, "url", None) or str(self.config.get("base_url", ""))
+        where = urlparse(url)
+        return f"{where.scheme}://{where.netloc}"
+
+    def _unanswered_of(self, request: Any, attempt: int | None = None) -> _Unanswered:
+        """``request``'s attempts without an answer, counting ``attempt`` as one if given."""
+        with self._lock:
+            known = self._unanswered.get(request) if request is not None else None
+            tally = replace(known) if known is not None else _Unanswered()
+            if attempt is not None:
+                tally = _Unanswered(tally.count + 1, attempt)
+                if request is not None:
+                    self._unanswered[request] = tally
+            return tally
 
     def backoff_time(
         self,
@@ -2734,15 +2858,18 @@ class AnswerAwareBackoff(BackoffStrategy):
         attempt_count: int,
     ) -> float | None:
         if isinstance(response_or_exception, requests.Response):
-            return self._after_answer.backoff_time(response_or_exception, attempt_count)
+            wait = self._after_answer.backoff_time(response_or_exception, attempt_count)
+            if wait:
+                self._say_answered_retry(response_or_exception, attempt_count, wait)
+            return wait
         if not isinstance(response_or_exception, requests.RequestException):
             return None
         request = response_or_exception.request
-        where = urlparse(request.url if request is not None and request.url else str(self.config.get("base_url", "")))
-        host = f"{where.scheme}://{where.netloc}"
+        host = self._host(request)
         session = SyncSession.of(self.config)
         said = session.unanswered.get(host)
-        if said is None and attempt_count >= int(float(self._attempts.eval(self.config))):
+        allowed = self._allowed(self._attempts)
+        if said is None and attempt_count >= allowed:
             said = (
                 f"Nothing answered at {host} in {attempt_count} attempts "
                 f"({type(response_or_exception).__name__}): check `base_url` and the network."
@@ -2752,7 +2879,22 @@ class AnswerAwareBackoff(BackoffStrategy):
             # Said once per source: every later request to that host (another stream's listing, the
             # next stream) stops at its first unanswered attempt with the same sentence.
             raise AirbyteTracedException(message=said, internal_message=said, failure_type=FailureType.transient_error)
+        tally = self._unanswered_of(request, attempt_count)
+        wait = self.CDK_FIRST_WAIT_WITHOUT_ANSWER * 2 ** (tally.count - 1)
+        what = f"Nothing answered at {host} ({type(response_or_exception).__name__})"
+        RETRY_LOG.warning(retry_line(what, attempt_count + 1, allowed, wait))
         return None
+
+    def _say_answered_retry(self, response: requests.Response, attempt_count: int, wait: float) -> None:
+        # The CDK's loop for answered retries allows max_retries + 1 tries and starts afresh after
+        # each attempt without an answer: so many answers in a row end the request.
+        in_a_row = attempt_count - self._unanswered_of(response.request).last_attempt
+        allowed = self._allowed(self._attempts_answered)
+        if in_a_row >= allowed:
+            return  # the CDK gives up here instead of retrying: its error says so
+        what = answered_with(self._host(response.request), response.status_code)
+        attempts = attempt_count + allowed - in_a_row
+        RETRY_LOG.warning(retry_line(what, attempt_count + 1, attempts, wait + self.CDK_ADDED_SECONDS))
 
 
 def _duration(seconds: float) -> str:

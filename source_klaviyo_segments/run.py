@@ -14,7 +14,8 @@ import json
 import logging
 import sys
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Mapping, TypeVar
 
@@ -31,6 +32,7 @@ from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
 from .components import (
     NO_SEGMENTS_YET,
+    RETRY_LOG,
     DerivedSettings,
     ReportPlan,
     describe_plan,
@@ -239,9 +241,10 @@ def run(args: Sequence[str] | None = None) -> None:
     try:
         if parsed.command == "plan":
             # A person reads the plan, not the CDK's log lines; what stops it is the one sentence.
-            logging.disable(logging.CRITICAL)
-            source, _, catalog, state = _source(parsed.config, parsed.catalog, parsed.state)
-            for line in plan_lines(planned_read(source, catalog, state)):
+            with retry_lines_on_stderr():
+                source, _, catalog, state = _source(parsed.config, parsed.catalog, parsed.state)
+                planned = planned_read(source, catalog, state)
+            for line in plan_lines(planned):
                 print(filter_secrets(line))
             return
         if parsed.command == "spec":
@@ -251,6 +254,36 @@ def run(args: Sequence[str] | None = None) -> None:
     except Refusal as refusal:
         _refuse(parsed.command, refusal)
     launch(source, argv)
+
+
+class _Plain(logging.Formatter):
+    """A log line as a person reads it: the message alone, with the API key masked."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return filter_secrets(record.getMessage())
+
+
+@contextmanager
+def retry_lines_on_stderr() -> Iterator[None]:
+    """What ``plan`` logs: nothing of the CDK's log, and each line the components say before a retry
+    (``components.RETRY_LOG``: a host that does not answer, or answers 5XX / 429) on stderr as it
+    happens, one plain line each, so a person waiting on a dead host knows why. The components
+    decide the lines; this only routes them, and puts logging back as it was (``run`` may be called
+    in a process that goes on)."""
+    root = logging.getLogger()
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_Plain())
+    saved_handlers, saved_propagate = root.handlers[:], RETRY_LOG.propagate
+    # A NullHandler, not none: with no handler at all, logging prints warnings to stderr itself.
+    root.handlers = [logging.NullHandler()]
+    RETRY_LOG.addHandler(handler)
+    RETRY_LOG.propagate = False
+    try:
+        yield
+    finally:
+        RETRY_LOG.removeHandler(handler)
+        RETRY_LOG.propagate = saved_propagate
+        root.handlers = saved_handlers
 
 
 def _refuse(command: str, refusal: Refusal) -> None:
