@@ -5,8 +5,10 @@ from __future__ import annotations
 import functools
 import os
 import subprocess
+from collections.abc import Iterator
 
 import pytest
+from airbyte_cdk.utils.constants import ENV_REQUEST_CACHE_PATH
 from hypothesis import settings
 
 # `make test` gives the same verdict on the same commit: each property test draws the examples
@@ -37,3 +39,18 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         for item in items:
             if item.get_closest_marker("image_tests"):
                 item.add_marker(skip)
+
+
+@pytest.fixture(autouse=True)
+def no_request_cache_path_left_behind() -> Iterator[None]:
+    """Each test starts, as a command started from a shell does, without REQUEST_CACHE_PATH.
+
+    The CDK's entrypoint points it at each command's temporary folder in ``os.environ`` and never
+    unsets it: after a command run in a test's own process, every command a later test starts there
+    (they inherit the environment) would share one sqlite request cache, which `plan` then reads
+    too; and requests_cache leaves the Authorization header out of its keys, so a segment listing
+    cached under one API key would answer a command that has another.
+    """
+    os.environ.pop(ENV_REQUEST_CACHE_PATH, None)
+    yield
+    os.environ.pop(ENV_REQUEST_CACHE_PATH, None)
